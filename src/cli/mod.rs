@@ -1,0 +1,91 @@
+//! The command line (SPEC §4.1). Each command group lives in its own file and is a thin call into
+//! the library; this file holds the clap definitions and the dispatch.
+
+mod config_cmd;
+mod demo;
+mod hosts;
+mod output;
+mod plan;
+mod policy;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ddh-renewd",
+    version,
+    about = "Renews Alibaba Cloud ECS subscription dedicated hosts exactly once per cycle",
+    long_about = None
+)]
+pub struct Cli {
+    /// Config file (else $DDH_RENEWD_CONFIG, else /etc/ddh-renewd/ddh-renewd.toml if present,
+    /// else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Per host: expiry, effective policy, state, next window, last window before expiry.
+    Plan(plan::PlanArgs),
+    /// The inventory by hand: list, show, add, import, remove.
+    #[command(subcommand)]
+    Hosts(hosts::HostsCmd),
+    /// Renewal policies with the meaning of ModifyDedicatedHostAutoRenewAttribute.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// Validate the config and print the effective values (secrets redacted).
+    CheckConfig(JsonFlag),
+    /// A self-contained run on embedded defaults: a sample fleet in a temporary database.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `--at`: RFC 3339 or the ECS form.
+pub fn parse_at(raw: &str) -> std::result::Result<DateTime<Utc>, String> {
+    crate::domain::time::parse_instant(raw)
+}
+
+/// Loads the effective config per the lookup order of SPEC §4.1.
+pub fn load_config(flag: Option<&std::path::Path>) -> Result<Config> {
+    let env = std::env::var("DDH_RENEWD_CONFIG").ok();
+    match config::resolve_path(flag, env.as_deref()) {
+        Some(path) => Ok(Config::load(&path)?),
+        None => Ok(Config::default()),
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Store> {
+    Ok(Store::open(&config.database.path, config.schedule.schedule()).await?)
+}
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> Result<()> {
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args).await;
+    }
+    let config = load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Plan(args) => plan::run(&config, &args).await,
+        Command::Hosts(cmd) => hosts::run(&config, cmd).await,
+        Command::Policy(cmd) => policy::run(&config, cmd).await,
+        Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
+        Command::Demo(_) => Err(Error::Usage("demo is dispatched above".into())),
+    }
+}

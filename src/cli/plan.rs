@@ -1,0 +1,130 @@
+//! `plan`: where every host stands at an instant and when the engine will act next.
+
+use chrono::{DateTime, Duration, Utc};
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{self, local_short, or_dash, utc, zoned};
+use crate::config::Config;
+use crate::domain::Schedule;
+use crate::domain::plan::{HostPlan, plan_host};
+use crate::error::Result;
+use crate::store::HostRecord;
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The instant to plan at (RFC 3339 or yyyy-MM-ddTHH:mmZ); default now.
+    #[arg(long, value_parser = super::parse_at)]
+    pub at: Option<DateTime<Utc>>,
+    /// Only hosts with a window within N days of --at (due hosts always show).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: Option<u32>,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One element of `plan --json`: exactly these keys.
+#[derive(Debug, Serialize)]
+pub struct PlanEntry {
+    pub host_id: String,
+    pub region_id: String,
+    pub charge_type: String,
+    pub expired_time: String,
+    pub renewal_status: String,
+    pub duration: u32,
+    pub period_unit: String,
+    pub state: String,
+    pub next_window: Option<String>,
+    pub last_window: Option<String>,
+}
+
+/// Plans every record at `at`; `days` keeps only hosts due or with a window within N days.
+pub fn build(
+    records: &[HostRecord],
+    schedule: &Schedule,
+    at: DateTime<Utc>,
+    days: Option<u32>,
+) -> Vec<PlanEntry> {
+    let horizon = days.map(|d| at + Duration::days(i64::from(d)));
+    records
+        .iter()
+        .filter_map(|rec| {
+            let policy = rec.effective_policy();
+            let HostPlan {
+                state,
+                next_window,
+                last_window,
+            } = plan_host(&rec.host, &policy, schedule, at, false);
+            if let Some(h) = horizon
+                && next_window.is_none_or(|w| w > h)
+            {
+                return None;
+            }
+            Some(PlanEntry {
+                host_id: rec.host.id.to_string(),
+                region_id: rec.host.region_id.clone(),
+                charge_type: rec.host.charge_type.to_string(),
+                expired_time: utc(rec.host.expired_time),
+                renewal_status: policy.status.to_string(),
+                duration: policy.period.n,
+                period_unit: policy.period.unit.to_string(),
+                state: state.to_string(),
+                next_window: next_window.map(|w| zoned(w, schedule.tz)),
+                last_window: last_window.map(|w| zoned(w, schedule.tz)),
+            })
+        })
+        .collect()
+}
+
+pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<()> {
+    if json {
+        return output::json(entries);
+    }
+    let short = |s: &Option<String>| {
+        or_dash(
+            s.as_deref()
+                .and_then(|v| crate::domain::time::parse_instant(v).ok())
+                .map(|t| local_short(t, schedule.tz)),
+        )
+    };
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.host_id.clone(),
+                e.region_id.clone(),
+                e.charge_type.clone(),
+                e.expired_time.clone(),
+                format!("{} {} {}", e.renewal_status, e.duration, e.period_unit),
+                e.state.clone(),
+                short(&e.next_window),
+                short(&e.last_window),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "HOST",
+            "REGION",
+            "CHARGE",
+            "EXPIRES (UTC)",
+            "POLICY",
+            "STATE",
+            "NEXT WINDOW",
+            "LAST WINDOW",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
+    let store = super::open_store(config).await?;
+    let records = store.hosts(false).await?;
+    let schedule = config.schedule.schedule();
+    let at = args.at.unwrap_or_else(Utc::now);
+    let entries = build(&records, &schedule, at, args.days);
+    store.close().await;
+    print(&entries, &schedule, args.json)
+}

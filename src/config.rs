@@ -1,0 +1,674 @@
+//! Configuration (SPEC §4.2): TOML, every key optional, unknown keys refused.
+//!
+//! Parsing has two steps: serde reads the raw shape (so a wrong type or unknown key is reported
+//! with its dotted path), then [`Config::validate`] turns strings into checked values, naming the
+//! key and the accepted form on error.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Schedule;
+
+/// Where `--config` falls back to when neither the flag nor `$DDH_RENEWD_CONFIG` is set.
+pub const SYSTEM_CONFIG: &str = "/etc/ddh-renewd/ddh-renewd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- raw (serde) shape
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    database: RawDatabase,
+    schedule: RawSchedule,
+    ecs: RawEcs,
+    credentials: RawCredentials,
+    notify: RawNotify,
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchedule {
+    timezone: Option<String>,
+    time: Option<String>,
+    lead_days: Option<i64>,
+    catch_up: Option<bool>,
+    in_window_retry: Option<String>,
+    safety_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEcs {
+    regions: Option<Vec<String>>,
+    endpoint: Option<String>,
+    timeout: Option<String>,
+    quota_per_minute: Option<i64>,
+    batch_size: Option<i64>,
+    takeover: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCredentials {
+    source: Option<String>,
+    file: Option<PathBuf>,
+    profile: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNotify {
+    webhook_url: Option<String>,
+    reminder_days: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+// ---------------------------------------------------------------- validated config
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub schedule: ScheduleConfig,
+    pub ecs: EcsConfig,
+    pub credentials: CredentialsConfig,
+    pub notify: NotifyConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleConfig {
+    #[serde(serialize_with = "ser_tz")]
+    pub timezone: Tz,
+    #[serde(serialize_with = "ser_time")]
+    pub time: NaiveTime,
+    pub lead_days: u32,
+    pub catch_up: bool,
+    #[serde(serialize_with = "ser_duration")]
+    pub in_window_retry: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub safety_interval: Duration,
+}
+
+impl ScheduleConfig {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            tz: self.timezone,
+            time: self.time,
+            lead_days: self.lead_days,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EcsConfig {
+    pub regions: Vec<String>,
+    /// Empty = the regional endpoint of each region.
+    pub endpoint: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    pub quota_per_minute: u32,
+    pub batch_size: u32,
+    pub takeover: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialSource {
+    Env,
+    File,
+    Systemd,
+    Profile,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialsConfig {
+    pub source: CredentialSource,
+    /// Key file for `source = "file"` (JSON or `KEY=value` lines; must not be group/world readable).
+    pub file: Option<PathBuf>,
+    /// aliyun CLI profile name for `source = "profile"`.
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyConfig {
+    pub webhook_url: SecretUrl,
+    pub reminder_days: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+/// A URL that may carry a token in its path or query. `Debug`, `Display` and `Serialize` show
+/// only scheme and host; [`SecretUrl::expose`] gives the real value to the one caller that sends.
+#[derive(Clone, Default)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `https://hooks.example.com/…` — enough to tell which receiver, nothing more.
+    pub fn redacted(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                // Drop any user:password@ part as well.
+                let host = host.rsplit('@').next().unwrap_or(host);
+                format!("{scheme}://{host}/…(redacted)")
+            }
+            None => "(redacted)".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+fn ser_time<S: serde::Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.format("%H:%M:%S").to_string())
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// Parses `"30m"`, `"1h"`, `"45s"`, `"500ms"`, `"1h30m"`, `"2d"`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let form = "a duration such as \"500ms\", \"45s\", \"30m\", \"1h\", \"1h30m\" or \"2d\"";
+    if s.is_empty() {
+        return Err(format!("empty value; expected {form}"));
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("{raw:?} is not {form}"));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{raw:?} is not {form}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms: u128 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("{raw:?} is not {form}")),
+        };
+        rest = &rest[unit_len..];
+        total_ms = total_ms
+            .checked_add(n.checked_mul(unit_ms).ok_or("duration too large")?)
+            .ok_or("duration too large")?;
+    }
+    let ms = u64::try_from(total_ms).map_err(|_| "duration too large".to_owned())?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// The shortest exact form of a duration in the units `parse_duration` reads.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The raw defaults are valid by construction; `validate` is the one place defaults live.
+        match Self::validate(RawConfig::default()) {
+            Ok(c) => c,
+            Err(e) => unreachable!("built-in defaults are invalid: {e}"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let message = inner.lines().last().unwrap_or_default().trim().to_owned();
+            ConfigError::Parse {
+                path: origin.to_owned(),
+                message: if key == "." {
+                    message
+                } else {
+                    format!("key {key}: {message}")
+                },
+            }
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let s = raw.schedule;
+        let timezone: Tz = match s.timezone.as_deref() {
+            None => chrono_tz::Asia::Shanghai,
+            Some(name) => name.parse().map_err(|_| {
+                invalid(
+                    "schedule.timezone",
+                    format!("{name:?} is not an IANA time zone (e.g. \"Asia/Shanghai\", \"UTC\")"),
+                )
+            })?,
+        };
+        let time = match s.time.as_deref() {
+            None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
+            Some(t) => NaiveTime::parse_from_str(t, "%H:%M:%S")
+                .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+                .map_err(|_| {
+                    invalid(
+                        "schedule.time",
+                        format!("{t:?} is not a time of day HH:MM:SS (e.g. \"08:00:00\")"),
+                    )
+                })?,
+        };
+        let lead_days = int_in(s.lead_days, 9, 1, 60, "schedule.lead_days")?;
+        let in_window_retry = dur(s.in_window_retry, "30m", "schedule.in_window_retry")?;
+        let safety_interval = dur(s.safety_interval, "1h", "schedule.safety_interval")?;
+        if safety_interval < Duration::from_secs(1) {
+            return Err(invalid("schedule.safety_interval", "must be at least 1s"));
+        }
+
+        let e = raw.ecs;
+        let regions = e.regions.unwrap_or_else(|| vec!["cn-hangzhou".to_owned()]);
+        if regions.is_empty() {
+            return Err(invalid(
+                "ecs.regions",
+                "name at least one region (e.g. [\"cn-hangzhou\"])",
+            ));
+        }
+        for r in &regions {
+            let ok = !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    "ecs.regions",
+                    format!(
+                        "{r:?} is not a region id (lowercase letters, digits and -, e.g. \"cn-hangzhou\")"
+                    ),
+                ));
+            }
+        }
+        let endpoint = e.endpoint.unwrap_or_default();
+        if !endpoint.is_empty() {
+            check_endpoint(&endpoint)?;
+        }
+        let timeout = dur(e.timeout, "30s", "ecs.timeout")?;
+        if timeout.is_zero() {
+            return Err(invalid("ecs.timeout", "must be greater than 0"));
+        }
+        let quota_per_minute =
+            int_in(e.quota_per_minute, 1000, 1, 100_000, "ecs.quota_per_minute")?;
+        let batch_size = int_in(e.batch_size, 100, 1, 100, "ecs.batch_size")?;
+
+        let c = raw.credentials;
+        let source = match c.source.as_deref().unwrap_or("env") {
+            "env" => CredentialSource::Env,
+            "file" => CredentialSource::File,
+            "systemd" => CredentialSource::Systemd,
+            "profile" => CredentialSource::Profile,
+            other => {
+                return Err(invalid(
+                    "credentials.source",
+                    format!(
+                        "{other:?} is not a credential source; valid values: env, file, systemd, profile"
+                    ),
+                ));
+            }
+        };
+        if source == CredentialSource::File && c.file.is_none() {
+            return Err(invalid(
+                "credentials.file",
+                "required when credentials.source = \"file\" (path to the key file)",
+            ));
+        }
+
+        let n = raw.notify;
+        let webhook_url = n.webhook_url.unwrap_or_default();
+        let scheme_ok = webhook_url.starts_with("https://") || webhook_url.starts_with("http://");
+        if !webhook_url.is_empty() && !scheme_ok {
+            return Err(invalid(
+                "notify.webhook_url",
+                "must be an http:// or https:// URL (value not shown: it may hold a token)",
+            ));
+        }
+        let reminder_days = match n.reminder_days {
+            None => vec![7, 3, 1],
+            Some(days) => {
+                let mut out = Vec::with_capacity(days.len());
+                for d in days {
+                    let d = u32::try_from(d)
+                        .ok()
+                        .filter(|d| (1..=60).contains(d))
+                        .ok_or_else(|| {
+                            invalid(
+                                "notify.reminder_days",
+                                format!("{d} is not a whole number of days from 1 to 60"),
+                            )
+                        })?;
+                    out.push(d);
+                }
+                out.sort_unstable_by(|a, b| b.cmp(a));
+                out.dedup();
+                out
+            }
+        };
+
+        let listen_raw = raw
+            .metrics
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:9466".to_owned());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!("{listen_raw:?} is not an address:port (e.g. \"127.0.0.1:9466\")"),
+            )
+        })?;
+
+        Ok(Self {
+            database: DatabaseConfig {
+                path: raw
+                    .database
+                    .path
+                    .unwrap_or_else(|| PathBuf::from("ddh-renewd.db")),
+            },
+            schedule: ScheduleConfig {
+                timezone,
+                time,
+                lead_days,
+                catch_up: s.catch_up.unwrap_or(true),
+                in_window_retry,
+                safety_interval,
+            },
+            ecs: EcsConfig {
+                regions,
+                endpoint,
+                timeout,
+                quota_per_minute,
+                batch_size,
+                takeover: e.takeover.unwrap_or(false),
+            },
+            credentials: CredentialsConfig {
+                source,
+                file: c.file,
+                profile: c.profile.unwrap_or_else(|| "default".to_owned()),
+            },
+            notify: NotifyConfig {
+                webhook_url: SecretUrl(webhook_url),
+                reminder_days,
+            },
+            metrics: MetricsConfig { listen },
+        })
+    }
+}
+
+fn int_in(
+    v: Option<i64>,
+    default: u32,
+    lo: u32,
+    hi: u32,
+    key: &'static str,
+) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("{n} is out of range; expected a whole number from {lo} to {hi}"),
+                )
+            }),
+    }
+}
+
+fn dur(v: Option<String>, default: &str, key: &'static str) -> Result<Duration, ConfigError> {
+    parse_duration(v.as_deref().unwrap_or(default)).map_err(|m| invalid(key, m))
+}
+
+/// `http(s)://host[:port][/path]`; plain http only for a loopback host.
+fn check_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
+        invalid(
+            "ecs.endpoint",
+            format!("{endpoint:?} is not a URL (e.g. \"https://ecs.cn-hangzhou.aliyuncs.com\")"),
+        )
+    })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(invalid("ecs.endpoint", format!("{endpoint:?} has no host")));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => Err(invalid(
+            "ecs.endpoint",
+            format!(
+                "plain http is allowed only for a loopback host (127.0.0.0/8, ::1, localhost), not {host:?}; use https://"
+            ),
+        )),
+        other => Err(invalid(
+            "ecs.endpoint",
+            format!("scheme {other:?} is not supported; use https:// (or http:// on loopback)"),
+        )),
+    }
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Resolves which config file to read: `--config`, else `$DDH_RENEWD_CONFIG`, else the system
+/// file if it exists, else none (built-in defaults).
+pub fn resolve_path(flag: Option<&Path>, env: Option<&str>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_owned());
+    }
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let sys = Path::new(SYSTEM_CONFIG);
+    sys.exists().then(|| sys.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::parse("", "x").unwrap();
+        assert_eq!(c.schedule.lead_days, 9);
+        assert_eq!(c.schedule.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(c.schedule.in_window_retry, Duration::from_secs(1800));
+        assert_eq!(c.ecs.batch_size, 100);
+        assert_eq!(c.notify.reminder_days, vec![7, 3, 1]);
+        assert_eq!(c.database.path, PathBuf::from("ddh-renewd.db"));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../config/ddh-renewd.example.toml");
+        let c = Config::parse(text, "example").unwrap();
+        assert_eq!(c.ecs.regions, vec!["cn-hangzhou".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[schedule]\nlead_dayz = 3\n");
+        assert!(e.contains("lead_dayz"), "{e}");
+        assert!(e.contains("lead_days"), "should list valid keys: {e}");
+        let e = err("[sched]\n");
+        assert!(e.contains("sched"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[schedule]\nlead_days = \"nine\"\n");
+        assert!(e.contains("schedule.lead_days"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_form() {
+        assert!(err("[schedule]\ntimezone = \"Mars/Olympus\"").contains("schedule.timezone"));
+        assert!(err("[schedule]\ntime = \"8am\"").contains("HH:MM:SS"));
+        assert!(err("[schedule]\nin_window_retry = \"soon\"").contains("\"30m\""));
+        assert!(err("[ecs]\nbatch_size = 101").contains("from 1 to 100"));
+        assert!(err("[ecs]\nendpoint = \"http://10.0.0.1:80\"").contains("loopback"));
+        assert!(err("[credentials]\nsource = \"vault\"").contains("env, file, systemd, profile"));
+        assert!(err("[metrics]\nlisten = \"nowhere\"").contains("metrics.listen"));
+    }
+
+    #[test]
+    fn loopback_http_is_fine() {
+        for ok in [
+            "http://127.0.0.1:18080",
+            "http://localhost:1",
+            "http://[::1]:8080",
+            "https://ecs.cn-hangzhou.aliyuncs.com",
+        ] {
+            let text = format!("[ecs]\nendpoint = \"{ok}\"\n");
+            assert!(Config::parse(&text, "x").is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("10").is_err());
+        assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn webhook_secret_never_shown() {
+        let c = Config::parse(
+            "[notify]\nwebhook_url = \"https://hooks.example.com/T0k3n?key=s3cr3t\"",
+            "x",
+        )
+        .unwrap();
+        let shown = format!(
+            "{:?} {} {}",
+            c,
+            c.notify.webhook_url,
+            serde_json::to_string(&c).unwrap()
+        );
+        assert!(
+            !shown.contains("T0k3n") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.contains("hooks.example.com"));
+    }
+}

@@ -1,0 +1,391 @@
+//! Inventory import: CSV (`dedicated_host_id,region_id,expired_time,charge_type[,renewal_status,
+//! duration,period_unit]`) or JSON (an array of objects with those keys). Parsing is all or
+//! nothing: the first bad row stops it with its line (CSV) or element number (JSON) and field.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::domain::policy::parse_policy;
+use crate::domain::time::parse_instant;
+use crate::domain::{ChargeType, Host, HostId, HostStatus, ValidationError};
+use crate::store::HostInput;
+
+const REQUIRED: [&str; 4] = [
+    "dedicated_host_id",
+    "region_id",
+    "expired_time",
+    "charge_type",
+];
+const OPTIONAL: [&str; 3] = ["renewal_status", "duration", "period_unit"];
+
+/// Where in the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    /// "line 17" for CSV, "element 3" for JSON.
+    pub location: String,
+    pub field: String,
+    /// The documented API code when the row breaks a rule of §2 (e.g. `ChargeTypeViolation`).
+    pub code: Option<&'static str>,
+    pub message: String,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, field {}: ", self.location, self.field)?;
+        if let Some(code) = self.code {
+            write!(f, "{code}: ")?;
+        }
+        write!(f, "{}; nothing was imported", self.message)
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+/// The fields of one record, as text.
+#[derive(Default)]
+struct RawRow {
+    id: String,
+    region: String,
+    expired: String,
+    charge: String,
+    status: String,
+    duration: String,
+    unit: String,
+}
+
+/// Parses either format, chosen by the first non-blank character (`[` = JSON).
+pub fn parse(text: &str) -> Result<Vec<HostInput>, ImportError> {
+    if text.trim_start().starts_with('[') {
+        parse_json(text)
+    } else {
+        parse_csv(text)
+    }
+}
+
+pub fn parse_csv(text: &str) -> Result<Vec<HostInput>, ImportError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let header_err = |message: String| ImportError {
+        location: "line 1".into(),
+        field: "header".into(),
+        code: None,
+        message,
+    };
+    let headers = rdr
+        .headers()
+        .map_err(|e| header_err(format!("cannot read the header: {e}")))?
+        .clone();
+    let mut col: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in headers.iter().enumerate() {
+        let known = REQUIRED.iter().chain(OPTIONAL.iter()).find(|k| **k == name);
+        let Some(k) = known else {
+            return Err(header_err(format!(
+                "unknown column {name:?}; columns are {} and optionally {}",
+                REQUIRED.join(","),
+                OPTIONAL.join(",")
+            )));
+        };
+        if col.insert(k, i).is_some() {
+            return Err(header_err(format!("column {name:?} appears twice")));
+        }
+    }
+    for k in REQUIRED {
+        if !col.contains_key(k) {
+            return Err(header_err(format!(
+                "missing column {k:?}; the header must name {}",
+                REQUIRED.join(",")
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            ImportError {
+                location: format!("line {line}"),
+                field: "row".into(),
+                code: None,
+                message: format!("malformed CSV row: {e}"),
+            }
+        })?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let cell = |k: &str| {
+            col.get(k)
+                .and_then(|i| rec.get(*i))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let raw = RawRow {
+            id: cell("dedicated_host_id"),
+            region: cell("region_id"),
+            expired: cell("expired_time"),
+            charge: cell("charge_type"),
+            status: cell("renewal_status"),
+            duration: cell("duration"),
+            unit: cell("period_unit"),
+        };
+        out.push(row_to_input(&raw, &format!("line {line}"), &mut seen)?);
+    }
+    Ok(out)
+}
+
+pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| ImportError {
+        location: format!("line {}", e.line()),
+        field: "document".into(),
+        code: None,
+        message: format!("not a JSON array of host objects: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let location = format!("element {}", i + 1);
+        let obj = item.as_object().ok_or_else(|| ImportError {
+            location: location.clone(),
+            field: "element".into(),
+            code: None,
+            message: "not a JSON object".into(),
+        })?;
+        for key in obj.keys() {
+            if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) {
+                return Err(ImportError {
+                    location,
+                    field: key.clone(),
+                    code: None,
+                    message: format!(
+                        "unknown key; keys are {} and optionally {}",
+                        REQUIRED.join(", "),
+                        OPTIONAL.join(", ")
+                    ),
+                });
+            }
+        }
+        let text_of = |k: &'static str| -> Result<String, ImportError> {
+            match obj.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(String::new()),
+                Some(serde_json::Value::String(s)) => Ok(s.trim().to_owned()),
+                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                Some(other) => Err(ImportError {
+                    location: location.clone(),
+                    field: k.into(),
+                    code: None,
+                    message: format!("expected a string or number, found {other}"),
+                }),
+            }
+        };
+        let raw = RawRow {
+            id: text_of("dedicated_host_id")?,
+            region: text_of("region_id")?,
+            expired: text_of("expired_time")?,
+            charge: text_of("charge_type")?,
+            status: text_of("renewal_status")?,
+            duration: text_of("duration")?,
+            unit: text_of("period_unit")?,
+        };
+        out.push(row_to_input(&raw, &location, &mut seen)?);
+    }
+    Ok(out)
+}
+
+/// Builds one host from individual fields (used by `hosts add`), with the same rules as a row.
+#[allow(clippy::too_many_arguments)]
+pub fn host_from_fields(
+    id: &str,
+    region: &str,
+    expired: &str,
+    charge: &str,
+    renewal_status: Option<&str>,
+    duration: Option<i64>,
+    period_unit: Option<&str>,
+) -> Result<HostInput, ImportError> {
+    let raw = RawRow {
+        id: id.trim().to_owned(),
+        region: region.trim().to_owned(),
+        expired: expired.trim().to_owned(),
+        charge: charge.trim().to_owned(),
+        status: renewal_status.unwrap_or_default().to_owned(),
+        duration: duration.map(|d| d.to_string()).unwrap_or_default(),
+        unit: period_unit.unwrap_or_default().to_owned(),
+    };
+    row_to_input(&raw, "arguments", &mut HashMap::new())
+}
+
+fn row_to_input(
+    raw: &RawRow,
+    location: &str,
+    seen: &mut HashMap<String, String>,
+) -> Result<HostInput, ImportError> {
+    let err = |field: &str, code: Option<&'static str>, message: String| ImportError {
+        location: location.to_owned(),
+        field: field.to_owned(),
+        code,
+        message,
+    };
+    let from_validation = |field: &str, v: ValidationError| {
+        let mut m = v.message;
+        if let Some(valid) = v.valid {
+            m.push_str(&format!("; valid values: {valid}"));
+        }
+        err(field, Some(v.code), m)
+    };
+    let id = HostId::parse(&raw.id).map_err(|m| {
+        err(
+            "dedicated_host_id",
+            Some("InvalidParameter.InvalidDedicatedHostId"),
+            m,
+        )
+    })?;
+    if let Some(first) = seen.insert(raw.id.clone(), location.to_owned()) {
+        return Err(err(
+            "dedicated_host_id",
+            None,
+            format!("{id} already appears at {first}"),
+        ));
+    }
+    let region_ok = !raw.region.is_empty()
+        && raw
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        return Err(err(
+            "region_id",
+            None,
+            format!("{:?} is not a region id (e.g. cn-hangzhou)", raw.region),
+        ));
+    }
+    let expired_time = parse_instant(&raw.expired).map_err(|m| err("expired_time", None, m))?;
+    let charge_type = ChargeType::parse(&raw.charge).ok_or_else(|| {
+        err(
+            "charge_type",
+            None,
+            format!(
+                "{:?} is not a charge type; valid values: {}",
+                raw.charge,
+                ChargeType::VALID
+            ),
+        )
+    })?;
+    let has_policy = !(raw.status.is_empty() && raw.duration.is_empty() && raw.unit.is_empty());
+    let policy = if has_policy {
+        if charge_type == ChargeType::PostPaid {
+            return Err(err(
+                "renewal_status",
+                Some("ChargeTypeViolation"),
+                format!("{id} is PostPaid; only PrePaid hosts take a renewal policy"),
+            ));
+        }
+        let duration = if raw.duration.is_empty() {
+            None
+        } else {
+            Some(raw.duration.parse::<i64>().map_err(|_| {
+                err(
+                    "duration",
+                    Some("InvalidParameter.Duration"),
+                    format!("{:?} is not a whole number", raw.duration),
+                )
+            })?)
+        };
+        let status = (!raw.status.is_empty()).then_some(raw.status.as_str());
+        let unit = (!raw.unit.is_empty()).then_some(raw.unit.as_str());
+        Some(parse_policy(None, status, duration, unit).map_err(|v| {
+            let field = match v.field {
+                "RenewalStatus" => "renewal_status",
+                "Duration" => "duration",
+                _ => "period_unit",
+            };
+            from_validation(field, v)
+        })?)
+    } else {
+        None
+    };
+    Ok(HostInput {
+        host: Host {
+            id,
+            region_id: raw.region.clone(),
+            zone_id: None,
+            charge_type,
+            status: HostStatus::available(),
+            expired_time,
+            sale_cycle: None,
+            financial_lock: false,
+        },
+        policy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RenewalStatus;
+
+    const GOOD: &str =
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status,duration,period_unit
+dh-a,cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal,1,Month
+dh-b,cn-hangzhou,2026-12-11T01:00:00Z,prepaid,,,
+dh-c,cn-shanghai,2027-01-01T16:00Z,PostPaid,,,
+";
+
+    #[test]
+    fn csv_with_and_without_policy() {
+        let rows = parse(GOOD).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].policy.unwrap().status, RenewalStatus::AutoRenewal);
+        assert!(rows[1].policy.is_none());
+        assert_eq!(rows[1].host.charge_type, ChargeType::PrePaid);
+    }
+
+    #[test]
+    fn minimal_header() {
+        let rows = parse("dedicated_host_id,region_id,expired_time,charge_type\ndh-a,cn-hangzhou,2026-12-10T16:00Z,PrePaid\n").unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn bad_row_names_line_and_field() {
+        let text = GOOD.replace("2027-01-01T16:00Z", "tomorrow");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.location, "line 4");
+        assert_eq!(e.field, "expired_time");
+        let text = GOOD.replace("AutoRenewal,1,Month", "AutoRenewal,5,Month");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.location.as_str(), e.field.as_str(), e.code),
+            ("line 2", "duration", Some("InvalidParameter.Duration"))
+        );
+        let text = GOOD.replace("PostPaid,,,", "PostPaid,AutoRenewal,,");
+        assert_eq!(parse(&text).unwrap_err().code, Some("ChargeTypeViolation"));
+        let text = GOOD.replace("dh-b", "dh-a");
+        assert!(parse(&text).unwrap_err().message.contains("line 2"));
+    }
+
+    #[test]
+    fn header_problems() {
+        assert!(
+            parse("id,region\n")
+                .unwrap_err()
+                .message
+                .contains("unknown column")
+        );
+        assert!(
+            parse("dedicated_host_id,region_id\n")
+                .unwrap_err()
+                .message
+                .contains("missing column")
+        );
+    }
+
+    #[test]
+    fn json_form() {
+        let rows = parse(r#"[{"dedicated_host_id":"dh-a","region_id":"cn-hangzhou","expired_time":"2026-12-10T16:00Z","charge_type":"PrePaid","duration":12,"renewal_status":"AutoRenewal"}]"#).unwrap();
+        assert_eq!(rows[0].policy.unwrap().period.n, 12);
+        let e = parse(r#"[{"dedicated_host_id":"dh-a","region_id":"cn-hangzhou","expired_time":"2026-12-10T16:00Z","charge_type":"Free"}]"#).unwrap_err();
+        assert_eq!(
+            (e.location.as_str(), e.field.as_str()),
+            ("element 1", "charge_type")
+        );
+    }
+}

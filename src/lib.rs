@@ -1,0 +1,11 @@
+//! ddh-renewd: renews Alibaba Cloud ECS subscription dedicated hosts exactly once per cycle.
+//!
+//! The binary is a thin shell over this library; integration tests use it directly.
+//! See `docs/ARCHITECTURE.md` for the picture.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod import;
+pub mod store;

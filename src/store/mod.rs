@@ -1,0 +1,577 @@
+//! All SQL lives here: SQLite through sqlx, rows in, domain types out.
+//!
+//! The database runs in WAL mode with `synchronous=FULL` (a committed write-ahead record survives
+//! power loss) and foreign keys on. Migrations are embedded and applied at open. Every write that
+//! changes the inventory runs in one `BEGIN IMMEDIATE` transaction, so a call applies whole or
+//! not at all, and its audit rows commit with it.
+
+mod error;
+#[macro_use]
+mod rows;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::domain::policy::{PolicyRequest, validate_policy_request};
+use crate::domain::time::to_db;
+use crate::domain::{ChargeType, Host, HostId, Policy, Schedule};
+
+pub use error::StoreError;
+pub use rows::{HostChange, HostRecord, PolicyChange};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Rows per multi-row INSERT: well under SQLite's 32766 bound variables for our widest table.
+const CHUNK: usize = 500;
+
+/// Who made a change, as recorded in the audit tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cli,
+    Import,
+    Sync,
+    Daemon,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Import => "import",
+            Self::Sync => "sync",
+            Self::Daemon => "daemon",
+        }
+    }
+}
+
+/// A host to add or replace, with an optional policy to set.
+#[derive(Debug, Clone)]
+pub struct HostInput {
+    pub host: Host,
+    pub policy: Option<Policy>,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UpsertSummary {
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub restored: usize,
+    pub policies_changed: usize,
+}
+
+/// What `set_policy` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyOutcome {
+    pub op_id: i64,
+    pub policy: Policy,
+    pub changed: Vec<HostId>,
+    pub unchanged: Vec<HostId>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    schedule: Schedule,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path`, applies migrations, and brings the
+    /// stored windows in line with `schedule`.
+    pub async fn open(path: &Path, schedule: Schedule) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::open(path, &e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let store = Self { pool, schedule };
+        store.refresh_windows_if_schedule_changed().await?;
+        Ok(store)
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// The windows stored per host depend on `[schedule]`; recompute them when it changed.
+    async fn refresh_windows_if_schedule_changed(&self) -> Result<(), StoreError> {
+        let fingerprint = format!(
+            "{} {} {}",
+            self.schedule.tz.name(),
+            self.schedule.time.format("%H:%M:%S"),
+            self.schedule.lead_days
+        );
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schedule'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::sql("reading the stored schedule"))?;
+        if current.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(());
+        }
+        let hosts = self.hosts(true).await?;
+        let mut tx = self.begin().await?;
+        for rec in &hosts {
+            let (first, last) = self.windows_of(&rec.host);
+            sqlx::query("UPDATE hosts SET first_window = ?, last_window = ? WHERE host_id = ?")
+                .bind(first)
+                .bind(last)
+                .bind(rec.host.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("updating host windows"))?;
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('schedule', ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&fingerprint)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::sql("recording the schedule"))?;
+        commit(tx).await
+    }
+
+    fn windows_of(&self, host: &Host) -> (Option<String>, Option<String>) {
+        if host.charge_type == ChargeType::PostPaid || host.status.is_released() {
+            return (None, None);
+        }
+        let e = host.expired_time;
+        (
+            self.schedule.first_window(e).map(to_db),
+            self.schedule.last_window(e).map(to_db),
+        )
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::sql("starting a write transaction"))
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// Every host with its policy, ordered by id. Removed hosts only if `include_removed`.
+    pub async fn hosts(&self, include_removed: bool) -> Result<Vec<HostRecord>, StoreError> {
+        let sql = if include_removed {
+            concat!(rows_select!(), " ORDER BY h.host_id")
+        } else {
+            concat!(
+                rows_select!(),
+                " WHERE h.removed_at IS NULL ORDER BY h.host_id"
+            )
+        };
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::sql("reading hosts"))?;
+        rows.iter().map(HostRecord::from_row).collect()
+    }
+
+    /// One host (removed or not).
+    pub async fn host(&self, id: &HostId) -> Result<Option<HostRecord>, StoreError> {
+        let row = sqlx::query(concat!(rows_select!(), " WHERE h.host_id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::sql("reading a host"))?;
+        row.as_ref().map(HostRecord::from_row).transpose()
+    }
+
+    /// Policy history, oldest first, optionally for one host.
+    pub async fn policy_changes(
+        &self,
+        host: Option<&HostId>,
+    ) -> Result<Vec<PolicyChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT change_id, changed_at, host_id, old_renewal_status, old_duration,
+                    old_period_unit, new_renewal_status, new_duration, new_period_unit,
+                    source, op_id, operation
+             FROM v_policy_changes
+             WHERE ?1 IS NULL OR host_id = ?1
+             ORDER BY change_id",
+        )
+        .bind(host.map(HostId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sql("reading policy changes"))?;
+        rows.iter().map(PolicyChange::from_row).collect()
+    }
+
+    /// Host change history, oldest first, for one host.
+    pub async fn host_changes(&self, host: &HostId) -> Result<Vec<HostChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT change_id, changed_at, host_id, kind, field, old_value, new_value, source
+             FROM host_changes WHERE host_id = ? ORDER BY change_id",
+        )
+        .bind(host.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sql("reading host changes"))?;
+        rows.iter().map(HostChange::from_row).collect()
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    /// Adds or replaces hosts (and their policies, where given) in one transaction. Every changed
+    /// field and policy is appended to the history under one operation.
+    pub async fn upsert_hosts(
+        &self,
+        inputs: &[HostInput],
+        kind: &str,
+        source: Source,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpsertSummary, StoreError> {
+        let now_s = to_db(now);
+        let mut tx = self.begin().await?;
+        // Read the current rows inside the write transaction so the diff cannot go stale.
+        let existing: HashMap<String, HostRecord> = sqlx::query(rows_select!())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::sql("reading hosts"))?
+            .iter()
+            .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
+            .collect::<Result<_, _>>()?;
+
+        let op_id = insert_operation(&mut tx, kind, source, detail, &now_s).await?;
+        let mut summary = UpsertSummary::default();
+        let mut host_rows: Vec<&Host> = Vec::new();
+        let mut changes: Vec<ChangeRow> = Vec::new();
+        let mut policy_rows: Vec<(&HostId, Policy, Option<Policy>)> = Vec::new();
+
+        for input in inputs {
+            let h = &input.host;
+            let id = h.id.as_str();
+            match existing.get(id) {
+                None => {
+                    summary.added += 1;
+                    host_rows.push(h);
+                    changes.push(ChangeRow::new(id, "added", None, None, None));
+                }
+                Some(old) => {
+                    let diffs = rows::diff_hosts(&old.host, h);
+                    let restored = old.removed_at.is_some();
+                    if restored {
+                        summary.restored += 1;
+                        changes.push(ChangeRow::new(id, "restored", None, None, None));
+                    }
+                    if diffs.is_empty() && !restored {
+                        summary.unchanged += 1;
+                    } else {
+                        summary.updated += usize::from(!diffs.is_empty());
+                        host_rows.push(h);
+                        for (field, o, n) in diffs {
+                            changes.push(ChangeRow::new(
+                                id,
+                                "updated",
+                                Some(field),
+                                Some(o),
+                                Some(n),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(p) = input.policy {
+                let old = existing.get(id).and_then(|r| r.policy);
+                if old != Some(p) {
+                    policy_rows.push((&h.id, p, old));
+                }
+            }
+        }
+        summary.policies_changed = policy_rows.len();
+
+        for chunk in host_rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
+                   sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, h| {
+                let (first, last) = self.windows_of(h);
+                b.push_bind(h.id.as_str().to_owned())
+                    .push_bind(h.region_id.clone())
+                    .push_bind(h.zone_id.clone())
+                    .push_bind(h.charge_type.as_str())
+                    .push_bind(h.status.0.clone())
+                    .push_bind(to_db(h.expired_time))
+                    .push_bind(h.sale_cycle.clone())
+                    .push_bind(i64::from(h.financial_lock))
+                    .push_bind(first)
+                    .push_bind(last)
+                    .push_bind(None::<String>)
+                    .push_bind(now_s.clone())
+                    .push_bind(now_s.clone());
+            });
+            qb.push(
+                " ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
+                  zone_id = excluded.zone_id, charge_type = excluded.charge_type,
+                  status = excluded.status, expired_time = excluded.expired_time,
+                  sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
+                  first_window = excluded.first_window, last_window = excluded.last_window,
+                  removed_at = NULL, updated_at = excluded.updated_at",
+            );
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("writing hosts"))?;
+        }
+        insert_host_changes(&mut tx, op_id, &changes, source, &now_s).await?;
+        write_policies(&mut tx, op_id, &policy_rows, source, &now_s).await?;
+        commit(tx).await?;
+        Ok(summary)
+    }
+
+    /// Marks a host removed (it leaves plans and lists; its history stays). `Ok(false)` if it
+    /// was already removed.
+    pub async fn remove_host(&self, id: &HostId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let now_s = to_db(now);
+        let mut tx = self.begin().await?;
+        let removed: Option<Option<String>> =
+            sqlx::query_scalar("SELECT removed_at FROM hosts WHERE host_id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::sql("reading a host"))?;
+        match removed {
+            None => return Err(StoreError::HostNotFound(id.clone())),
+            Some(Some(_)) => return Ok(false),
+            Some(None) => {}
+        }
+        let op_id =
+            insert_operation(&mut tx, "hosts_remove", Source::Cli, id.as_str(), &now_s).await?;
+        sqlx::query("UPDATE hosts SET removed_at = ?, updated_at = ? WHERE host_id = ?")
+            .bind(&now_s)
+            .bind(&now_s)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("removing a host"))?;
+        let change = ChangeRow::new(id.as_str(), "removed", None, None, None);
+        insert_host_changes(&mut tx, op_id, &[change], Source::Cli, &now_s).await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    /// Applies a policy call atomically: the hosts are read and validated inside the write
+    /// transaction, then every host gets the new policy, or none does.
+    pub async fn set_policy(
+        &self,
+        req: &PolicyRequest,
+        source: Source,
+        now: DateTime<Utc>,
+    ) -> Result<PolicyOutcome, StoreError> {
+        let now_s = to_db(now);
+        let mut tx = self.begin().await?;
+        let mut current: HashMap<HostId, HostRecord> = HashMap::new();
+        for raw in &req.ids {
+            let Ok(id) = HostId::parse(raw) else { continue };
+            if current.contains_key(&id) {
+                continue;
+            }
+            let row = sqlx::query(concat!(
+                rows_select!(),
+                " WHERE h.host_id = ? AND h.removed_at IS NULL"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::sql("reading a host"))?;
+            if let Some(row) = row {
+                current.insert(id, HostRecord::from_row(&row)?);
+            }
+        }
+        let (ids, policy) = validate_policy_request(req, |id| current.get(id).map(|r| &r.host))
+            .map_err(StoreError::Rejected)?;
+        let op_id = insert_operation(&mut tx, "policy_set", source, "", &now_s).await?;
+        let mut rows = Vec::new();
+        let mut unchanged = Vec::new();
+        for id in &ids {
+            let old = current.get(id).and_then(|r| r.policy);
+            if old == Some(policy) {
+                unchanged.push(id.clone());
+            } else {
+                rows.push((id, policy, old));
+            }
+        }
+        write_policies(&mut tx, op_id, &rows, source, &now_s).await?;
+        commit(tx).await?;
+        Ok(PolicyOutcome {
+            op_id,
+            policy,
+            changed: rows.into_iter().map(|(id, _, _)| id.clone()).collect(),
+            unchanged,
+        })
+    }
+
+    /// The pool, for tests that need raw SQL against a real database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+    tx.commit()
+        .await
+        .map_err(StoreError::sql("committing the transaction"))
+}
+
+async fn insert_operation(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: &str,
+    source: Source,
+    detail: &str,
+    now: &str,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO operations (kind, source, detail, at) VALUES (?, ?, ?, ?) RETURNING op_id",
+    )
+    .bind(kind)
+    .bind(source.as_str())
+    .bind(detail)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(StoreError::sql("recording the operation"))?;
+    row.try_get(0)
+        .map_err(StoreError::sql("recording the operation"))
+}
+
+struct ChangeRow {
+    host_id: String,
+    kind: &'static str,
+    field: Option<&'static str>,
+    old: Option<String>,
+    new: Option<String>,
+}
+
+impl ChangeRow {
+    fn new(
+        host_id: &str,
+        kind: &'static str,
+        field: Option<&'static str>,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Self {
+        Self {
+            host_id: host_id.to_owned(),
+            kind,
+            field,
+            old,
+            new,
+        }
+    }
+}
+
+async fn insert_host_changes(
+    tx: &mut Transaction<'static, Sqlite>,
+    op_id: i64,
+    changes: &[ChangeRow],
+    source: Source,
+    now: &str,
+) -> Result<(), StoreError> {
+    for chunk in changes.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at) ",
+        );
+        qb.push_values(chunk, |mut b, c| {
+            b.push_bind(op_id)
+                .push_bind(c.host_id.clone())
+                .push_bind(c.kind)
+                .push_bind(c.field)
+                .push_bind(c.old.clone())
+                .push_bind(c.new.clone())
+                .push_bind(source.as_str())
+                .push_bind(now.to_owned());
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("recording host changes"))?;
+    }
+    Ok(())
+}
+
+async fn write_policies(
+    tx: &mut Transaction<'static, Sqlite>,
+    op_id: i64,
+    rows: &[(&HostId, Policy, Option<Policy>)],
+    source: Source,
+    now: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, (id, p, _)| {
+            b.push_bind(id.as_str().to_owned())
+                .push_bind(p.status.as_str())
+                .push_bind(i64::from(p.period.n))
+                .push_bind(p.period.unit.as_str())
+                .push_bind(now.to_owned());
+        });
+        qb.push(
+            " ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
+              duration = excluded.duration, period_unit = excluded.period_unit,
+              updated_at = excluded.updated_at",
+        );
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("writing policies"))?;
+
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
+               old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at) ",
+        );
+        qb.push_values(chunk, |mut b, (id, p, old)| {
+            b.push_bind(op_id)
+                .push_bind(id.as_str().to_owned())
+                .push_bind(old.map(|o| o.status.as_str()))
+                .push_bind(old.map(|o| i64::from(o.period.n)))
+                .push_bind(old.map(|o| o.period.unit.as_str()))
+                .push_bind(p.status.as_str())
+                .push_bind(i64::from(p.period.n))
+                .push_bind(p.period.unit.as_str())
+                .push_bind(source.as_str())
+                .push_bind(now.to_owned());
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("recording policy changes"))?;
+    }
+    Ok(())
+}
+
+/// Parses a stored enum column, reporting the column on failure.
+fn parse_col<T: FromStr>(col: &'static str, v: &str) -> Result<T, StoreError> {
+    v.parse().map_err(|_| StoreError::Corrupt {
+        what: format!("column {col} holds {v:?}"),
+    })
+}

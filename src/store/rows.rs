@@ -1,0 +1,196 @@
+//! Row mapping: SQLite rows into domain types, and the host diff used by the audit trail.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{StoreError, parse_col};
+use crate::domain::period::Period;
+use crate::domain::time::{parse_instant, to_db};
+use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy};
+
+/// The SELECT every host read uses; the column order is what [`HostRecord::from_row`] reads.
+macro_rules! rows_select {
+    () => {
+        "SELECT h.host_id, h.region_id, h.zone_id, h.charge_type, h.status, h.expired_time,
+                h.sale_cycle, h.financial_lock, h.removed_at, h.created_at, h.updated_at,
+                p.renewal_status, p.duration, p.period_unit
+         FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id"
+    };
+}
+
+/// A host as stored, with its policy (if one was ever set) and bookkeeping times.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRecord {
+    pub host: Host,
+    pub policy: Option<Policy>,
+    pub removed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl HostRecord {
+    /// The effective policy: the stored one, or `Normal, 1 Month` if none was ever set.
+    pub fn effective_policy(&self) -> Policy {
+        self.policy.unwrap_or_default()
+    }
+
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+        let id: String = get(r, "host_id")?;
+        let charge: String = get(r, "charge_type")?;
+        let policy = match get::<Option<String>>(r, "renewal_status")? {
+            None => None,
+            Some(status) => {
+                let n: i64 = get(r, "duration")?;
+                let unit: String = get(r, "period_unit")?;
+                Some(Policy {
+                    status: parse_col("policies.renewal_status", &status)?,
+                    period: Period {
+                        n: u32::try_from(n).map_err(|_| StoreError::Corrupt {
+                            what: format!("policies.duration holds {n}"),
+                        })?,
+                        unit: parse_col("policies.period_unit", &unit)?,
+                    },
+                })
+            }
+        };
+        Ok(Self {
+            host: Host {
+                id: HostId::parse(&id).map_err(|what| StoreError::Corrupt { what })?,
+                region_id: get(r, "region_id")?,
+                zone_id: get(r, "zone_id")?,
+                charge_type: ChargeType::parse(&charge).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("hosts.charge_type holds {charge:?}"),
+                })?,
+                status: HostStatus(get(r, "status")?),
+                expired_time: time(r, "expired_time")?,
+                sale_cycle: get(r, "sale_cycle")?,
+                financial_lock: get::<i64>(r, "financial_lock")? != 0,
+            },
+            policy,
+            removed_at: opt_time(r, "removed_at")?,
+            created_at: time(r, "created_at")?,
+            updated_at: time(r, "updated_at")?,
+        })
+    }
+}
+
+/// One row of the policy history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyChange {
+    pub change_id: i64,
+    pub changed_at: String,
+    pub host_id: String,
+    pub old_renewal_status: Option<String>,
+    pub old_duration: Option<i64>,
+    pub old_period_unit: Option<String>,
+    pub new_renewal_status: String,
+    pub new_duration: i64,
+    pub new_period_unit: String,
+    pub source: String,
+    pub op_id: i64,
+    pub operation: String,
+}
+
+impl PolicyChange {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            change_id: get(r, "change_id")?,
+            changed_at: get(r, "changed_at")?,
+            host_id: get(r, "host_id")?,
+            old_renewal_status: get(r, "old_renewal_status")?,
+            old_duration: get(r, "old_duration")?,
+            old_period_unit: get(r, "old_period_unit")?,
+            new_renewal_status: get(r, "new_renewal_status")?,
+            new_duration: get(r, "new_duration")?,
+            new_period_unit: get(r, "new_period_unit")?,
+            source: get(r, "source")?,
+            op_id: get(r, "op_id")?,
+            operation: get(r, "operation")?,
+        })
+    }
+}
+
+/// One row of the host change history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostChange {
+    pub change_id: i64,
+    pub changed_at: String,
+    pub host_id: String,
+    pub kind: String,
+    pub field: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub source: String,
+}
+
+impl HostChange {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            change_id: get(r, "change_id")?,
+            changed_at: get(r, "changed_at")?,
+            host_id: get(r, "host_id")?,
+            kind: get(r, "kind")?,
+            field: get(r, "field")?,
+            old_value: get(r, "old_value")?,
+            new_value: get(r, "new_value")?,
+            source: get(r, "source")?,
+        })
+    }
+}
+
+/// The fields that differ between two versions of a host: `(field, old, new)`.
+pub(super) fn diff_hosts(old: &Host, new: &Host) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    let mut cmp = |field, a: String, b: String| {
+        if a != b {
+            out.push((field, a, b));
+        }
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    cmp("region_id", old.region_id.clone(), new.region_id.clone());
+    cmp("zone_id", opt(&old.zone_id), opt(&new.zone_id));
+    cmp(
+        "charge_type",
+        old.charge_type.to_string(),
+        new.charge_type.to_string(),
+    );
+    cmp("status", old.status.0.clone(), new.status.0.clone());
+    cmp(
+        "expired_time",
+        to_db(old.expired_time),
+        to_db(new.expired_time),
+    );
+    cmp("sale_cycle", opt(&old.sale_cycle), opt(&new.sale_cycle));
+    cmp(
+        "financial_lock",
+        old.financial_lock.to_string(),
+        new.financial_lock.to_string(),
+    );
+    out
+}
+
+fn get<'r, T>(r: &'r SqliteRow, col: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    r.try_get(col).map_err(StoreError::sql("decoding a row"))
+}
+
+fn time(r: &SqliteRow, col: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    let s: String = get(r, col)?;
+    parse_instant(&s).map_err(|_| StoreError::Corrupt {
+        what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
+    })
+}
+
+fn opt_time(r: &SqliteRow, col: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let s: Option<String> = get(r, col)?;
+    s.map(|s| {
+        parse_instant(&s).map_err(|_| StoreError::Corrupt {
+            what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
+        })
+    })
+    .transpose()
+}
