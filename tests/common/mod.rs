@@ -1,0 +1,126 @@
+//! Shared helpers for the integration tests: a temp dir with a config file pointing at a fresh
+//! SQLite database, and a runner for the real `ddh-renewd` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with both streams if the exit code is not `code`.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ddh-renewd")
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// A config with `extra` TOML appended after the `[database]` table.
+    pub fn with_config(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("inventory.db");
+        let config = dir.path().join("ddh-renewd.toml");
+        let text = format!(
+            "[database]\npath = {:?}\n{extra}\n",
+            db.display().to_string()
+        );
+        std::fs::write(&config, text).expect("write config");
+        Self { dir, config, db }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// Runs the binary with `--config <this env's config>` and `args`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let o = Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("DDH_RENEWD_CONFIG")
+            .output()
+            .expect("run ddh-renewd");
+        Run::from(o)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let r = self.run(args).expect(0);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.stdout))
+    }
+
+    pub fn import(&self, csv: &str) {
+        let f = self.write("hosts.csv", csv);
+        self.run(&["hosts", "import", f.to_str().expect("utf-8 path")])
+            .expect(0);
+    }
+}
+
+/// Runs the binary without any `--config`, with the given environment.
+pub fn run_plain(args: &[&str], env: &[(&str, &Path)], cwd: &Path) -> Run {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .current_dir(cwd)
+        .env_remove("DDH_RENEWD_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Run::from(c.output().expect("run ddh-renewd"))
+}
+
+/// A CSV with the full header and `n` PrePaid AutoRenewal hosts `dh-bulk-000000…`.
+pub fn bulk_csv(n: usize) -> String {
+    let mut s = String::from(
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status,duration,period_unit\n",
+    );
+    for i in 0..n {
+        let day = 1 + (i % 28);
+        let region = if i % 2 == 0 {
+            "cn-hangzhou"
+        } else {
+            "cn-shanghai"
+        };
+        s.push_str(&format!(
+            "dh-bulk-{i:06},{region},2027-01-{day:02}T16:00Z,PrePaid,AutoRenewal,1,Month\n"
+        ));
+    }
+    s
+}

@@ -1,0 +1,111 @@
+//! Config resolution, validation and redaction through the real binary.
+
+mod common;
+
+use common::{Env, run_plain};
+
+#[test]
+fn unknown_key_exits_2_and_names_it() {
+    let env = Env::with_config("[schedule]\nlead_dayz = 3\n");
+    let r = env.run(&["check-config"]).expect(2);
+    assert!(
+        r.stderr.contains("lead_dayz") && r.stderr.contains("lead_days"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_value_exits_2_with_the_accepted_form() {
+    let env = Env::with_config("[schedule]\nin_window_retry = \"half an hour\"\n");
+    let r = env.run(&["plan"]).expect(2);
+    assert!(
+        r.stderr.contains("schedule.in_window_retry") && r.stderr.contains("\"30m\""),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn check_config_prints_effective_values_with_secrets_redacted() {
+    let env = Env::with_config(
+        "[notify]\nwebhook_url = \"https://hooks.example.com/services/SECRET-TOKEN\"\n[schedule]\nlead_days = 5\n",
+    );
+    let r = env.run(&["check-config"]).expect(0);
+    assert!(r.stdout.contains("lead_days = 5"), "{}", r.stdout);
+    assert!(r.stdout.contains("Asia/Shanghai"));
+    assert!(!r.stdout.contains("SECRET-TOKEN"), "{}", r.stdout);
+    let j = env.json(&["check-config", "--json"]);
+    assert_eq!(j["schedule"]["in_window_retry"], "30m");
+    assert!(!j.to_string().contains("SECRET-TOKEN"));
+}
+
+#[test]
+fn env_var_names_the_config_and_defaults_apply_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[schedule]\nlead_days = 4\n").unwrap();
+    let r = run_plain(
+        &["check-config", "--json"],
+        &[("DDH_RENEWD_CONFIG", &cfg)],
+        dir.path(),
+    )
+    .expect(0);
+    assert!(r.stdout.contains("\"lead_days\": 4"), "{}", r.stdout);
+    if !std::path::Path::new("/etc/ddh-renewd/ddh-renewd.toml").exists() {
+        let r = run_plain(&["check-config", "--json"], &[], dir.path()).expect(0);
+        assert!(r.stdout.contains("\"lead_days\": 9"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains("\"path\": \"ddh-renewd.db\""),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = run_plain(
+        &["check-config"],
+        &[("DDH_RENEWD_CONFIG", &dir.path().join("missing.toml"))],
+        dir.path(),
+    )
+    .expect(2);
+    assert!(r.stderr.contains("missing.toml"), "{}", r.stderr);
+}
+
+#[test]
+fn unusable_database_is_a_clear_runtime_error() {
+    let env = Env::with_config("");
+    let bad = env.path("no/such/dir/x.db");
+    let text = format!("[database]\npath = {:?}\n", bad.display().to_string());
+    std::fs::write(&env.config, text).unwrap();
+    let r = env.run(&["hosts", "list"]).expect(1);
+    assert!(
+        r.stderr.contains("cannot open database") && r.stderr.contains("no/such/dir"),
+        "{}",
+        r.stderr
+    );
+
+    let not_db = env.write("not.db", "this is not sqlite, just text that is long enough to have a header page............................................................");
+    let text = format!("[database]\npath = {:?}\n", not_db.display().to_string());
+    std::fs::write(&env.config, text).unwrap();
+    let r = env.run(&["hosts", "list"]).expect(1);
+    assert!(
+        r.stderr.contains("not an SQLite database") || r.stderr.contains("not a database"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_plain(&["demo"], &[], dir.path()).expect(0);
+    assert!(r.stdout.contains("ChargeTypeViolation"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("dh-demo-01") && r.stdout.contains("due"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !dir.path().join("ddh-renewd.db").exists(),
+        "demo must not write to the working directory"
+    );
+}
