@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod ecs;
 pub mod error;
 pub mod import;
 pub mod store;
