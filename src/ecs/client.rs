@@ -1,0 +1,471 @@
+//! The ECS OpenAPI client: V3-signed RPC calls (POST, parameters in the query, empty body) to the
+//! regional endpoint or the configured override, with the quota limiter in front and typed
+//! answers or classified errors out.
+//!
+//! Read-only actions retry transient failures with backoff here; `RenewDedicatedHosts` is sent
+//! exactly once per call, because its retries belong to the engine's write-ahead attempt.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use serde::de::DeserializeOwned;
+
+use super::credentials::Credentials;
+use super::error::{ApiError, EcsError, ErrorClass, is_throttling};
+use super::limiter::{Limiter, QuotaWaits};
+use super::models::{
+    DedicatedHost, DescribeDedicatedHostAutoRenewResponse, DescribeDedicatedHostsResponse,
+    RenewAttribute, RenewDedicatedHostsResponse, RequestIdOnly,
+};
+use super::sign;
+use crate::config::is_loopback_host;
+use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
+
+pub const API_VERSION: &str = "2014-05-26";
+/// Page size and batch size: the API's maximum.
+pub const MAX_PER_CALL: usize = 100;
+const USER_AGENT: &str = concat!("ddh-renewd/", env!("CARGO_PKG_VERSION"));
+/// Bound on pages per listing, so a server that repeats tokens cannot loop us forever.
+const MAX_PAGES: usize = 10_000;
+
+/// How read-only calls retry transient failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 24,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff for attempt `n` (0-based).
+    pub fn delay(&self, n: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.cap);
+        let ms = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX).max(1);
+        Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Empty: regional endpoints. Else `https://host[:port]` or `http://loopback[:port]`.
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub quota_per_minute: u32,
+    pub retry: RetryPolicy,
+}
+
+impl ClientOptions {
+    pub fn from_config(ecs: &crate::config::EcsConfig) -> Self {
+        Self {
+            endpoint: ecs.endpoint.clone(),
+            timeout: ecs.timeout,
+            quota_per_minute: ecs.quota_per_minute,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub struct EcsClient {
+    http: reqwest::Client,
+    creds: Credentials,
+    endpoint: Option<String>,
+    limiter: Arc<Limiter>,
+    retry: RetryPolicy,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The official SDKs' endpoint map: `cn-hangzhou` is special, the rest follow the rule.
+pub fn regional_endpoint(region: &str) -> String {
+    match region {
+        "cn-hangzhou" => "https://ecs-cn-hangzhou.aliyuncs.com".to_owned(),
+        other => format!("https://ecs.{other}.aliyuncs.com"),
+    }
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl EcsClient {
+    pub fn new(opts: &ClientOptions, creds: Credentials) -> Result<Self, EcsError> {
+        let endpoint = match opts.endpoint.trim_end_matches('/') {
+            "" => None,
+            e => {
+                let url = reqwest::Url::parse(e)
+                    .map_err(|err| EcsError::Setup(format!("endpoint {e:?} is not a URL: {err}")))?;
+                let host = url.host_str().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                match url.scheme() {
+                    "https" => {}
+                    "http" if is_loopback_host(host) => {}
+                    s => {
+                        return Err(EcsError::Setup(format!(
+                            "endpoint {e:?}: scheme {s} is refused; use https (plain http only for loopback)"
+                        )));
+                    }
+                }
+                Some(e.to_owned())
+            }
+        };
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| EcsError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            creds,
+            endpoint,
+            limiter: Arc::new(Limiter::new(opts.quota_per_minute)),
+            retry: opts.retry,
+            calls: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn access_key_id(&self) -> &str {
+        &self.creds.access_key_id
+    }
+
+    /// Calls made so far, by action (every HTTP request, retries included).
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn quota_waits(&self) -> QuotaWaits {
+        self.limiter.waits()
+    }
+
+    fn base_url(&self, region: &str) -> String {
+        self.endpoint.clone().unwrap_or_else(|| regional_endpoint(region))
+    }
+
+    /// One signed request; no retries. Returns the parsed body or the classified error.
+    pub async fn call_once<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(String, String)],
+    ) -> Result<T, EcsError> {
+        self.limiter.acquire(region, action).await;
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(action)
+            .or_default() += 1;
+
+        let query = sign::canonical_query(params);
+        let url_text = format!("{}/?{query}", self.base_url(region));
+        let url = reqwest::Url::parse(&url_text)
+            .map_err(|e| EcsError::Setup(format!("bad request URL: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(EcsError::Setup("endpoint has no host".into())),
+        };
+        // Signature freshness is always judged on the real wall clock, even on a virtual one.
+        let date = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let nonce: u128 = rand::rng().random();
+        let nonce = format!("{nonce:032x}");
+        let mut headers: Vec<(String, String)> = vec![
+            ("accept".into(), "application/json".into()),
+            ("host".into(), host),
+            ("user-agent".into(), USER_AGENT.into()),
+            ("x-acs-action".into(), action.into()),
+            ("x-acs-content-sha256".into(), sign::EMPTY_SHA256.into()),
+            ("x-acs-date".into(), date),
+            ("x-acs-signature-nonce".into(), nonce),
+            ("x-acs-version".into(), API_VERSION.into()),
+        ];
+        if let Some(token) = &self.creds.security_token {
+            headers.push(("x-acs-security-token".into(), token.expose().to_owned()));
+        }
+        let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+        let canonical = sign::v3_canonical_request(&sign::V3Input {
+            method: "POST",
+            path: "/",
+            query: params,
+            headers: &headers,
+            signed_headers: &signed,
+            payload_hash: sign::EMPTY_SHA256,
+        });
+        let signature = sign::v3_signature(
+            self.creds.access_key_secret.expose(),
+            &sign::v3_string_to_sign(&canonical),
+        );
+        let auth = sign::v3_authorization(
+            &self.creds.access_key_id,
+            &sign::signed_headers_list(&signed),
+            &signature,
+        );
+
+        let mut req = self.http.post(url).header("authorization", auth);
+        for (k, v) in &headers {
+            // reqwest derives Host from the URL (the same value we signed).
+            if k != "host" && k != "user-agent" {
+                req = req.header(k.as_str(), v.as_str());
+            }
+        }
+        let transport = |e: reqwest::Error| EcsError::Transport {
+            action,
+            timeout: e.is_timeout(),
+            message: without_url(&e),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(transport)?;
+
+        if (200..300).contains(&status) {
+            self.limiter.succeeded(region, action);
+            return serde_json::from_slice(&body).map_err(|e| EcsError::Decode {
+                action,
+                status,
+                message: e.to_string(),
+            });
+        }
+        let mut error: ApiError = serde_json::from_slice(&body).map_err(|_| EcsError::Decode {
+            action,
+            status,
+            message: format!(
+                "error body is not the documented JSON: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ),
+        })?;
+        error.status = status;
+        if is_throttling(&error.code) {
+            self.limiter.throttled(region, action);
+        }
+        Err(EcsError::Api { action, error })
+    }
+
+    /// A read-only call, retried on transient failures with a fresh signature each time.
+    async fn call_read<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(String, String)],
+    ) -> Result<T, EcsError> {
+        let mut attempt = 0;
+        loop {
+            match self.call_once(action, region, params).await {
+                Err(e) if e.class() == ErrorClass::Transient && attempt + 1 < self.retry.max_attempts => {
+                    tracing::debug!(action, region, attempt, error = %e, "transient failure; retrying");
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every host of a region, or the named ones (≤ 100 per call), following `NextToken`.
+    pub async fn describe_dedicated_hosts(
+        &self,
+        region: &str,
+        ids: Option<&[HostId]>,
+    ) -> Result<Vec<DedicatedHost>, EcsError> {
+        let chunks: Vec<Option<String>> = match ids {
+            None => vec![None],
+            Some(ids) => ids
+                .chunks(MAX_PER_CALL)
+                .map(|c| Some(json_id_list(c)))
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut token = String::new();
+            for page in 0.. {
+                if page >= MAX_PAGES {
+                    return Err(EcsError::Decode {
+                        action: "DescribeDedicatedHosts",
+                        status: 200,
+                        message: format!("more than {MAX_PAGES} pages; NextToken does not end"),
+                    });
+                }
+                let mut params = vec![
+                    ("RegionId".to_owned(), region.to_owned()),
+                    ("MaxResults".to_owned(), MAX_PER_CALL.to_string()),
+                ];
+                if let Some(list) = &chunk {
+                    params.push(("DedicatedHostIds".to_owned(), list.clone()));
+                }
+                if !token.is_empty() {
+                    params.push(("NextToken".to_owned(), token.clone()));
+                }
+                let r: DescribeDedicatedHostsResponse =
+                    self.call_read("DescribeDedicatedHosts", region, &params).await?;
+                out.extend(r.dedicated_hosts.dedicated_host);
+                if r.next_token.is_empty() || r.next_token == token {
+                    break;
+                }
+                token = r.next_token;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cloud-side auto-renew attributes of PrePaid hosts, ≤ 100 ids per call (comma list).
+    pub async fn describe_auto_renew(
+        &self,
+        region: &str,
+        ids: &[HostId],
+    ) -> Result<Vec<RenewAttribute>, EcsError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_PER_CALL) {
+            let params = vec![
+                ("RegionId".to_owned(), region.to_owned()),
+                ("DedicatedHostIds".to_owned(), comma_id_list(chunk)),
+            ];
+            let r: DescribeDedicatedHostAutoRenewResponse = self
+                .call_read("DescribeDedicatedHostAutoRenew", region, &params)
+                .await?;
+            out.extend(r.dedicated_host_renew_attributes.dedicated_host_renew_attribute);
+        }
+        Ok(out)
+    }
+
+    /// The exact parameters of a renewal, as the write-ahead record stores them.
+    pub fn renew_params(
+        region: &str,
+        ids: &[HostId],
+        period: Period,
+        token: Option<&ClientToken>,
+    ) -> Vec<(String, String)> {
+        let mut params = vec![
+            ("RegionId".to_owned(), region.to_owned()),
+            ("DedicatedHostIds".to_owned(), json_id_list(ids)),
+            ("Period".to_owned(), period.n.to_string()),
+            ("PeriodUnit".to_owned(), period.unit.as_str().to_owned()),
+        ];
+        if let Some(t) = token {
+            params.push(("ClientToken".to_owned(), t.as_str().to_owned()));
+        }
+        params
+    }
+
+    /// One RenewDedicatedHosts request (≤ 100 hosts). Never retried here.
+    pub async fn renew_dedicated_hosts(
+        &self,
+        region: &str,
+        ids: &[HostId],
+        period: Period,
+        token: Option<&ClientToken>,
+    ) -> Result<RenewDedicatedHostsResponse, EcsError> {
+        if ids.is_empty() || ids.len() > MAX_PER_CALL {
+            return Err(EcsError::Setup(format!(
+                "RenewDedicatedHosts takes 1 to {MAX_PER_CALL} hosts, not {}",
+                ids.len()
+            )));
+        }
+        let params = Self::renew_params(region, ids, period, token);
+        self.call_once("RenewDedicatedHosts", region, &params).await
+    }
+
+    /// Sets the cloud-side auto-renew attribute of ≤ 100 hosts. Setting a state is naturally
+    /// idempotent, so transient failures are retried.
+    pub async fn modify_auto_renew(
+        &self,
+        region: &str,
+        ids: &[HostId],
+        status: RenewalStatus,
+        duration: Option<Period>,
+    ) -> Result<String, EcsError> {
+        let mut params = vec![
+            ("RegionId".to_owned(), region.to_owned()),
+            ("DedicatedHostIds".to_owned(), comma_id_list(ids)),
+            ("RenewalStatus".to_owned(), status.as_str().to_owned()),
+            (
+                "AutoRenew".to_owned(),
+                (status == RenewalStatus::AutoRenewal).to_string(),
+            ),
+        ];
+        if let Some(p) = duration {
+            params.push(("Duration".to_owned(), p.n.to_string()));
+            params.push(("PeriodUnit".to_owned(), p.unit.as_str().to_owned()));
+        }
+        let r: RequestIdOnly = self
+            .call_read("ModifyDedicatedHostAutoRenewAttribute", region, &params)
+            .await?;
+        Ok(r.request_id)
+    }
+}
+
+/// `["dh-a","dh-b"]` — the form RenewDedicatedHosts and DescribeDedicatedHosts document.
+pub fn json_id_list(ids: &[HostId]) -> String {
+    let v: Vec<&str> = ids.iter().map(HostId::as_str).collect();
+    serde_json::to_string(&v).unwrap_or_default()
+}
+
+/// `dh-a,dh-b` — the form the auto-renew APIs document.
+pub fn comma_id_list(ids: &[HostId]) -> String {
+    ids.iter().map(HostId::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// reqwest's message without the URL (which would repeat every query parameter).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), "<endpoint>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(regional_endpoint("cn-hangzhou"), "https://ecs-cn-hangzhou.aliyuncs.com");
+        assert_eq!(regional_endpoint("cn-shanghai"), "https://ecs.cn-shanghai.aliyuncs.com");
+        assert_eq!(regional_endpoint("ap-southeast-1"), "https://ecs.ap-southeast-1.aliyuncs.com");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let creds = Credentials::new("id", "secret");
+        let opts = |e: &str| ClientOptions {
+            endpoint: e.into(),
+            timeout: Duration::from_secs(1),
+            quota_per_minute: 10,
+            retry: RetryPolicy::default(),
+        };
+        assert!(EcsClient::new(&opts("http://127.0.0.1:18080"), creds.clone()).is_ok());
+        assert!(EcsClient::new(&opts("http://[::1]:18080"), creds.clone()).is_ok());
+        let e = EcsClient::new(&opts("http://10.1.2.3:80"), creds.clone()).err().unwrap();
+        assert!(e.to_string().contains("loopback"));
+        assert!(EcsClient::new(&opts("https://ecs.cn-hangzhou.aliyuncs.com"), creds).is_ok());
+    }
+
+    #[test]
+    fn id_lists() {
+        let ids = [HostId::parse("dh-a").unwrap(), HostId::parse("dh-b").unwrap()];
+        assert_eq!(json_id_list(&ids), r#"["dh-a","dh-b"]"#);
+        assert_eq!(comma_id_list(&ids), "dh-a,dh-b");
+    }
+}
