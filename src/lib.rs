@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod ecs;
+pub mod emulator;
 pub mod error;
 pub mod import;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod demo;
+mod emulator;
 mod hosts;
 mod output;
 mod plan;
@@ -48,6 +49,8 @@ pub enum Command {
     CheckConfig(JsonFlag),
     /// A self-contained run on embedded defaults: a sample fleet in a temporary database.
     Demo(demo::DemoArgs),
+    /// Run the local ECS emulator (for tests, demos and staging).
+    Emulator(emulator::EmulatorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,8 +80,10 @@ pub async fn open_store(config: &Config) -> Result<Store> {
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> Result<()> {
-    if let Command::Demo(args) = &cli.command {
-        return demo::run(args).await;
+    match &cli.command {
+        Command::Demo(args) => return demo::run(args).await,
+        Command::Emulator(args) => return emulator::run(args).await,
+        _ => {}
     }
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
@@ -86,6 +91,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Hosts(cmd) => hosts::run(&config, cmd).await,
         Command::Policy(cmd) => policy::run(&config, cmd).await,
         Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
-        Command::Demo(_) => Err(Error::Usage("demo is dispatched above".into())),
+        Command::Demo(_) | Command::Emulator(_) => {
+            Err(Error::Usage("dispatched before the config is read".into()))
+        }
     }
 }

@@ -95,7 +95,9 @@ pub fn regional_endpoint(region: &str) -> String {
     }
 }
 
-fn install_crypto_provider() {
+/// Installs the ring crypto provider for rustls once per process (needed before any
+/// `reqwest::Client` is built with `rustls-no-provider`).
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only if another provider is already installed, which is as good.
@@ -108,8 +110,9 @@ impl EcsClient {
         let endpoint = match opts.endpoint.trim_end_matches('/') {
             "" => None,
             e => {
-                let url = reqwest::Url::parse(e)
-                    .map_err(|err| EcsError::Setup(format!("endpoint {e:?} is not a URL: {err}")))?;
+                let url = reqwest::Url::parse(e).map_err(|err| {
+                    EcsError::Setup(format!("endpoint {e:?} is not a URL: {err}"))
+                })?;
                 let host = url.host_str().unwrap_or_default();
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 match url.scheme() {
@@ -155,7 +158,9 @@ impl EcsClient {
     }
 
     fn base_url(&self, region: &str) -> String {
-        self.endpoint.clone().unwrap_or_else(|| regional_endpoint(region))
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| regional_endpoint(region))
     }
 
     /// One signed request; no retries. Returns the parsed body or the classified error.
@@ -254,7 +259,10 @@ impl EcsClient {
         if is_throttling(&error.code) {
             self.limiter.throttled(region, action);
         }
-        Err(EcsError::Api { action, error })
+        Err(EcsError::Api {
+            action,
+            error: Box::new(error),
+        })
     }
 
     /// A read-only call, retried on transient failures with a fresh signature each time.
@@ -267,7 +275,10 @@ impl EcsClient {
         let mut attempt = 0;
         loop {
             match self.call_once(action, region, params).await {
-                Err(e) if e.class() == ErrorClass::Transient && attempt + 1 < self.retry.max_attempts => {
+                Err(e)
+                    if e.class() == ErrorClass::Transient
+                        && attempt + 1 < self.retry.max_attempts =>
+                {
                     tracing::debug!(action, region, attempt, error = %e, "transient failure; retrying");
                     tokio::time::sleep(self.retry.delay(attempt)).await;
                     attempt += 1;
@@ -311,8 +322,9 @@ impl EcsClient {
                 if !token.is_empty() {
                     params.push(("NextToken".to_owned(), token.clone()));
                 }
-                let r: DescribeDedicatedHostsResponse =
-                    self.call_read("DescribeDedicatedHosts", region, &params).await?;
+                let r: DescribeDedicatedHostsResponse = self
+                    .call_read("DescribeDedicatedHosts", region, &params)
+                    .await?;
                 out.extend(r.dedicated_hosts.dedicated_host);
                 if r.next_token.is_empty() || r.next_token == token {
                     break;
@@ -338,7 +350,10 @@ impl EcsClient {
             let r: DescribeDedicatedHostAutoRenewResponse = self
                 .call_read("DescribeDedicatedHostAutoRenew", region, &params)
                 .await?;
-            out.extend(r.dedicated_host_renew_attributes.dedicated_host_renew_attribute);
+            out.extend(
+                r.dedicated_host_renew_attributes
+                    .dedicated_host_renew_attribute,
+            );
         }
         Ok(out)
     }
@@ -441,9 +456,18 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(regional_endpoint("cn-hangzhou"), "https://ecs-cn-hangzhou.aliyuncs.com");
-        assert_eq!(regional_endpoint("cn-shanghai"), "https://ecs.cn-shanghai.aliyuncs.com");
-        assert_eq!(regional_endpoint("ap-southeast-1"), "https://ecs.ap-southeast-1.aliyuncs.com");
+        assert_eq!(
+            regional_endpoint("cn-hangzhou"),
+            "https://ecs-cn-hangzhou.aliyuncs.com"
+        );
+        assert_eq!(
+            regional_endpoint("cn-shanghai"),
+            "https://ecs.cn-shanghai.aliyuncs.com"
+        );
+        assert_eq!(
+            regional_endpoint("ap-southeast-1"),
+            "https://ecs.ap-southeast-1.aliyuncs.com"
+        );
     }
 
     #[test]
@@ -457,14 +481,19 @@ mod tests {
         };
         assert!(EcsClient::new(&opts("http://127.0.0.1:18080"), creds.clone()).is_ok());
         assert!(EcsClient::new(&opts("http://[::1]:18080"), creds.clone()).is_ok());
-        let e = EcsClient::new(&opts("http://10.1.2.3:80"), creds.clone()).err().unwrap();
+        let e = EcsClient::new(&opts("http://10.1.2.3:80"), creds.clone())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("loopback"));
         assert!(EcsClient::new(&opts("https://ecs.cn-hangzhou.aliyuncs.com"), creds).is_ok());
     }
 
     #[test]
     fn id_lists() {
-        let ids = [HostId::parse("dh-a").unwrap(), HostId::parse("dh-b").unwrap()];
+        let ids = [
+            HostId::parse("dh-a").unwrap(),
+            HostId::parse("dh-b").unwrap(),
+        ];
         assert_eq!(json_id_list(&ids), r#"["dh-a","dh-b"]"#);
         assert_eq!(comma_id_list(&ids), "dh-a,dh-b");
     }

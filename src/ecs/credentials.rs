@@ -50,11 +50,15 @@ impl Credentials {
 pub enum CredentialError {
     #[error("credentials (source = \"env\"): {0} is not set")]
     EnvMissing(&'static str),
-    #[error("credentials (source = \"systemd\"): $CREDENTIALS_DIRECTORY is not set; add LoadCredential=access_key_id:… and LoadCredential=access_key_secret:… to the unit")]
+    #[error(
+        "credentials (source = \"systemd\"): $CREDENTIALS_DIRECTORY is not set; add LoadCredential=access_key_id:… and LoadCredential=access_key_secret:… to the unit"
+    )]
     NoCredentialsDirectory,
     #[error("credentials: cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("credentials: key file {path} is readable or writable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "credentials: key file {path} is readable or writable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     Insecure { path: PathBuf, mode: u32 },
     #[error("credentials: {path}: {message}")]
     Malformed { path: PathBuf, message: String },
@@ -97,27 +101,36 @@ pub fn load(
                 }
             };
             let need = |name: &str| {
-                read(name)?.filter(|s| !s.is_empty()).ok_or_else(|| CredentialError::Read {
-                    path: dir.join(name),
-                    message: "missing or empty (LoadCredential= provides it)".into(),
-                })
+                read(name)?
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| CredentialError::Read {
+                        path: dir.join(name),
+                        message: "missing or empty (LoadCredential= provides it)".into(),
+                    })
             };
             Ok(Credentials {
                 access_key_id: need("access_key_id")?,
                 access_key_secret: Secret::new(need("access_key_secret")?),
-                security_token: read("security_token")?.filter(|s| !s.is_empty()).map(Secret::new),
+                security_token: read("security_token")?
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new),
             })
         }
         CredentialSource::File => {
-            let path = cfg.file.as_deref().ok_or_else(|| CredentialError::Malformed {
-                path: PathBuf::new(),
-                message: "credentials.file is not set".into(),
-            })?;
+            let path = cfg
+                .file
+                .as_deref()
+                .ok_or_else(|| CredentialError::Malformed {
+                    path: PathBuf::new(),
+                    message: "credentials.file is not set".into(),
+                })?;
             load_key_file(path)
         }
         CredentialSource::Profile => {
             let home = nonempty("HOME").ok_or_else(|| {
-                CredentialError::Profile("$HOME is not set, so ~/.aliyun/config.json cannot be found".into())
+                CredentialError::Profile(
+                    "$HOME is not set, so ~/.aliyun/config.json cannot be found".into(),
+                )
             })?;
             load_profile(&Path::new(&home).join(".aliyun/config.json"), &cfg.profile)
         }
@@ -170,7 +183,11 @@ pub fn load_key_file(path: &Path) -> Result<Credentials, CredentialError> {
     let mut id = None;
     let mut secret = None;
     let mut token = None;
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (k, v) = line
             .split_once('=')
             .ok_or_else(|| malformed("lines must be KEY=value"))?;
@@ -218,7 +235,9 @@ pub fn load_profile(path: &Path, name: &str) -> Result<Credentials, CredentialEr
         .profiles
         .into_iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| CredentialError::Profile(format!("no profile named {name:?} in {}", path.display())))?;
+        .ok_or_else(|| {
+            CredentialError::Profile(format!("no profile named {name:?} in {}", path.display()))
+        })?;
     if !p.mode.eq_ignore_ascii_case("AK") {
         return Err(CredentialError::Profile(format!(
             "profile {name:?} uses mode {:?}; only AK mode is supported",
@@ -226,7 +245,9 @@ pub fn load_profile(path: &Path, name: &str) -> Result<Credentials, CredentialEr
         )));
     }
     if p.access_key_id.is_empty() || p.access_key_secret.is_empty() {
-        return Err(CredentialError::Profile(format!("profile {name:?} has no access key")));
+        return Err(CredentialError::Profile(format!(
+            "profile {name:?} has no access key"
+        )));
     }
     Ok(Credentials {
         access_key_id: p.access_key_id,
@@ -277,13 +298,19 @@ mod tests {
         std::fs::write(&p, r#"{"AccessKeyId":"id1","AccessKeySecret":"sec1"}"#).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_key_file(&p).unwrap_err().to_string();
-        assert!(e.contains("readable") && e.contains("chmod 600") && !e.contains("sec1"), "{e}");
+        assert!(
+            e.contains("readable") && e.contains("chmod 600") && !e.contains("sec1"),
+            "{e}"
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load_key_file(&p).unwrap().access_key_id, "id1");
         let q = dir.path().join("key.env");
         std::fs::write(&q, format!("{ENV_ID}=id2\n{ENV_SECRET}=sec2\n")).unwrap();
         std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(load_key_file(&q).unwrap().access_key_secret.expose(), "sec2");
+        assert_eq!(
+            load_key_file(&q).unwrap().access_key_secret.expose(),
+            "sec2"
+        );
     }
 
     #[test]
@@ -294,7 +321,10 @@ mod tests {
         let d = dir.path().to_string_lossy().into_owned();
         let env = move |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| d.clone());
         let c = load(&cfg(CredentialSource::Systemd, None), &env).unwrap();
-        assert_eq!((c.access_key_id.as_str(), c.access_key_secret.expose()), ("id3", "sec3"));
+        assert_eq!(
+            (c.access_key_id.as_str(), c.access_key_secret.expose()),
+            ("id3", "sec3")
+        );
 
         let prof = dir.path().join("config.json");
         std::fs::write(&prof, r#"{"current":"default","profiles":[{"name":"default","mode":"AK","access_key_id":"id4","access_key_secret":"sec4","region_id":"cn-hangzhou"}]}"#).unwrap();

@@ -109,7 +109,10 @@ pub fn is_throttling(code: &str) -> bool {
 pub enum EcsError {
     /// The API answered with an error body.
     #[error("{action}: {error}")]
-    Api { action: &'static str, error: ApiError },
+    Api {
+        action: &'static str,
+        error: Box<ApiError>,
+    },
     /// No (complete) answer: connection failure, timeout, dropped response. The request may or
     /// may not have been processed.
     #[error("{action}: {}: {message}", if *.timeout { "timed out" } else { "network error" })]

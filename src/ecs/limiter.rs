@@ -52,7 +52,11 @@ impl Limiter {
                 let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
                 let k = keys.entry((region.to_owned(), action)).or_default();
                 let now = Instant::now();
-                while k.sent.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+                while k
+                    .sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
                     k.sent.pop_front();
                 }
                 match k.blocked_until {
@@ -116,7 +120,10 @@ mod tests {
             sent.push(Instant::now() - t0);
         }
         for (i, t) in sent.iter().enumerate() {
-            let in_window = sent.iter().filter(|u| **u <= *t && *t - **u < WINDOW).count();
+            let in_window = sent
+                .iter()
+                .filter(|u| **u <= *t && *t - **u < WINDOW)
+                .count();
             assert!(in_window <= 5, "call {i} at {t:?}: {in_window} in window");
         }
         assert!(sent[11] >= Duration::from_secs(120));

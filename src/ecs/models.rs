@@ -70,12 +70,16 @@ pub struct OperationLock {
 impl DedicatedHost {
     /// The inventory's view of this host; an error names the field ECS sent wrong.
     pub fn to_host(&self) -> Result<Host, String> {
-        let id = HostId::parse(&self.dedicated_host_id)
-            .map_err(|e| format!("DedicatedHostId: {e}"))?;
-        let charge_type = ChargeType::parse(&self.charge_type)
-            .ok_or_else(|| format!("{id}: ChargeType {:?} is not PrePaid or PostPaid", self.charge_type))?;
-        let expired_time = parse_instant(&self.expired_time)
-            .map_err(|e| format!("{id}: ExpiredTime: {e}"))?;
+        let id =
+            HostId::parse(&self.dedicated_host_id).map_err(|e| format!("DedicatedHostId: {e}"))?;
+        let charge_type = ChargeType::parse(&self.charge_type).ok_or_else(|| {
+            format!(
+                "{id}: ChargeType {:?} is not PrePaid or PostPaid",
+                self.charge_type
+            )
+        })?;
+        let expired_time =
+            parse_instant(&self.expired_time).map_err(|e| format!("{id}: ExpiredTime: {e}"))?;
         let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Ok(Host {
             id,
@@ -170,7 +174,10 @@ mod tests {
         let h = r.dedicated_hosts.dedicated_host[0].to_host().unwrap();
         assert_eq!(h.charge_type, ChargeType::PrePaid);
         assert!(h.financial_lock);
-        assert_eq!(crate::domain::time::to_ecs(h.expired_time), "2024-02-01T16:00Z");
+        assert_eq!(
+            crate::domain::time::to_ecs(h.expired_time),
+            "2024-02-01T16:00Z"
+        );
         assert_eq!(h.zone_id.as_deref(), Some("cn-hangzhou-h"));
     }
 
@@ -193,20 +200,27 @@ mod tests {
               "RenewalStatus": "Normal" } ] }
         }"#;
         let r: DescribeDedicatedHostAutoRenewResponse = serde_json::from_str(body).unwrap();
-        let a = &r.dedicated_host_renew_attributes.dedicated_host_renew_attribute[0];
+        let a = &r
+            .dedicated_host_renew_attributes
+            .dedicated_host_renew_attribute[0];
         assert_eq!(a.renewal_status, "Normal");
         assert!(!a.auto_renew_enabled);
     }
 
     #[test]
     fn renew_and_modify_samples() {
-        let r: RenewDedicatedHostsResponse =
-            serde_json::from_str(r#"{ "RequestId": "2A4EA075-CB5B-41B7-B0EB-70D339F6****", "OrderId": "1234567890" }"#).unwrap();
+        let r: RenewDedicatedHostsResponse = serde_json::from_str(
+            r#"{ "RequestId": "2A4EA075-CB5B-41B7-B0EB-70D339F6****", "OrderId": "1234567890" }"#,
+        )
+        .unwrap();
         assert_eq!(r.order_id.as_deref(), Some("1234567890"));
         let r: RenewDedicatedHostsResponse =
-            serde_json::from_str(r#"{"RequestId":"2A4EA075-CB5B-41B7-B0EB-70D339F64DE7"}"#).unwrap();
+            serde_json::from_str(r#"{"RequestId":"2A4EA075-CB5B-41B7-B0EB-70D339F64DE7"}"#)
+                .unwrap();
         assert_eq!(r.order_id, None);
-        let r: RequestIdOnly = serde_json::from_str(r#"{ "RequestId": "2A4EA075-CB5B-41B7-B0EB-70D339F6****" }"#).unwrap();
+        let r: RequestIdOnly =
+            serde_json::from_str(r#"{ "RequestId": "2A4EA075-CB5B-41B7-B0EB-70D339F6****" }"#)
+                .unwrap();
         assert!(r.request_id.starts_with("2A4EA075"));
     }
 

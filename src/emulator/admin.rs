@@ -1,0 +1,255 @@
+//! The admin API under `/_emulator/` (SPEC §4.4): JSON, no signature, loopback peers only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::actions::host_view;
+use super::state::{EmuHost, FaultsBody};
+use crate::config::parse_duration;
+use crate::domain::time::{parse_instant, to_db};
+use crate::domain::{ChargeType, Host, HostId, HostStatus, PeriodUnit, RenewalStatus};
+
+pub(super) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/reset", post(reset))
+        .route("/hosts", post(add_hosts).get(list_hosts))
+        .route("/clock", put(set_clock).get(get_clock))
+        .route("/faults", put(set_faults).get(get_faults))
+        .route("/latency", put(set_latency))
+        .route("/ledger", get(ledger))
+        .route("/requests", get(requests))
+}
+
+type App = AxState<Arc<Shared>>;
+type Peer = ConnectInfo<SocketAddr>;
+
+/// An admin error: status and a message, answered as `{"error": "…"}`.
+struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Answer = Result<Response, AdminError>;
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn loopback(peer: &Peer) -> Result<(), AdminError> {
+    if peer.0.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(AdminError(
+            StatusCode::FORBIDDEN,
+            "the admin API answers loopback peers only".into(),
+        ))
+    }
+}
+
+/// Parses a JSON body, answering 400 with serde's message on failure.
+fn body<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(raw).map_err(|e| bad(format!("bad JSON body: {e}")))
+}
+
+async fn reset(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    app.lock().reset();
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct AdminHost {
+    dedicated_host_id: String,
+    region_id: String,
+    charge_type: String,
+    #[serde(default)]
+    expired_time: Option<String>,
+    #[serde(default)]
+    zone_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    renewal_status: Option<String>,
+    #[serde(default)]
+    duration: Option<u32>,
+    #[serde(default)]
+    period_unit: Option<String>,
+    #[serde(default)]
+    dedicated_host_name: Option<String>,
+}
+
+fn to_emu(h: AdminHost, now: chrono::DateTime<Utc>) -> Result<EmuHost, String> {
+    let id = HostId::parse(&h.dedicated_host_id)?;
+    let charge_type = ChargeType::parse(&h.charge_type)
+        .ok_or_else(|| format!("{id}: ChargeType must be PrePaid or PostPaid"))?;
+    let expired_time = match (&h.expired_time, charge_type) {
+        (Some(t), _) => parse_instant(t).map_err(|e| format!("{id}: ExpiredTime: {e}"))?,
+        (None, ChargeType::PostPaid) => parse_instant("2999-09-08T16:00Z")?,
+        (None, ChargeType::PrePaid) => {
+            return Err(format!("{id}: ExpiredTime is required for PrePaid"));
+        }
+    };
+    let renewal_status = match h.renewal_status.as_deref() {
+        None => RenewalStatus::Normal,
+        Some(s) => s
+            .parse()
+            .map_err(|e: crate::domain::ValidationError| format!("{id}: {e}"))?,
+    };
+    let period_unit = match h.period_unit.as_deref() {
+        None => PeriodUnit::Month,
+        Some(u) => PeriodUnit::parse(u).map_err(|e| format!("{id}: {e}"))?,
+    };
+    let region = h.region_id;
+    Ok(EmuHost {
+        name: h.dedicated_host_name.unwrap_or_else(|| id.to_string()),
+        host: Host {
+            zone_id: Some(h.zone_id.unwrap_or_else(|| format!("{region}-a"))),
+            region_id: region,
+            charge_type,
+            status: HostStatus(h.status.unwrap_or_else(|| HostStatus::AVAILABLE.to_owned())),
+            expired_time,
+            sale_cycle: (charge_type == ChargeType::PrePaid).then(|| "Month".to_owned()),
+            financial_lock: false,
+            id,
+        },
+        created: now,
+        renewal_status,
+        duration: h
+            .duration
+            .unwrap_or(if renewal_status == RenewalStatus::AutoRenewal {
+                1
+            } else {
+                0
+            }),
+        period_unit,
+    })
+}
+
+async fn add_hosts(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let list: Vec<AdminHost> = body(&raw)?;
+    let mut st = app.lock();
+    let now = st.now();
+    // All or nothing: convert every host before touching the state.
+    let mut hosts = Vec::with_capacity(list.len());
+    for h in list {
+        match to_emu(h, now) {
+            Ok(e) => hosts.push(e),
+            Err(m) => return Err(bad(m)),
+        }
+    }
+    let n = hosts.len();
+    for h in hosts {
+        st.hosts.insert(h.host.id.to_string(), h);
+    }
+    Ok(Json(json!({ "added_or_replaced": n, "total": st.hosts.len() })).into_response())
+}
+
+async fn list_hosts(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    let st = app.lock();
+    let now = st.now();
+    let v: Vec<_> = st.hosts.values().map(|h| host_view(h, now)).collect();
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    #[serde(default)]
+    now: Option<String>,
+    #[serde(default)]
+    advance: Option<String>,
+}
+
+async fn set_clock(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let b: ClockBody = body(&raw)?;
+    let mut st = app.lock();
+    match (b.now, b.advance) {
+        (Some(now), None) => match parse_instant(&now) {
+            Ok(t) => st.clock_offset = t - Utc::now(),
+            Err(e) => return Err(bad(e)),
+        },
+        (None, Some(adv)) => match parse_duration(&adv)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+        {
+            Some(d) => st.clock_offset += d,
+            None => {
+                return Err(bad(format!(
+                    "advance {adv:?} is not a duration like \"24h\""
+                )));
+            }
+        },
+        _ => {
+            return Err(bad(
+                "give exactly one of {\"now\": RFC3339} or {\"advance\": \"24h\"}",
+            ));
+        }
+    }
+    Ok(Json(json!({ "now": to_db(st.now()) })).into_response())
+}
+
+async fn get_clock(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    Ok(Json(json!({ "now": to_db(app.lock().now()) })).into_response())
+}
+
+async fn set_faults(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let b: FaultsBody = body(&raw)?;
+    let (seed, rules) = match b {
+        FaultsBody::Clear(rules) => (0, rules),
+        FaultsBody::Set { seed, rules } => (seed, rules),
+    };
+    if let Some(r) = rules.iter().find(|r| !(0.0..=1.0).contains(&r.probability)) {
+        return Err(bad(format!(
+            "probability {} is not within 0..1",
+            r.probability
+        )));
+    }
+    let n = rules.len();
+    app.lock().set_faults(seed, rules);
+    Ok(Json(json!({ "rules": n, "seed": seed })).into_response())
+}
+
+async fn get_faults(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    Ok(Json(json!({ "rules": app.lock().faults() })).into_response())
+}
+
+async fn set_latency(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let v: Value = body(&raw)?;
+    let Some(ms) = v.get("ms").and_then(Value::as_u64) else {
+        return Err(bad("expected {\"ms\": N}"));
+    };
+    app.lock().latency_ms = ms;
+    Ok(Json(json!({ "ms": ms })).into_response())
+}
+
+async fn ledger(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    Ok(Json(&app.lock().ledger).into_response())
+}
+
+async fn requests(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    Ok(Json(&app.lock().log).into_response())
+}

@@ -1,0 +1,281 @@
+//! The emulator's in-memory world: hosts, the virtual clock, ClientToken memory, the renewal
+//! ledger, injected faults, nonces and the request log. All mutation happens under one mutex and
+//! never across an `await`.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Host, PeriodUnit, RenewalStatus};
+
+/// Signature nonces are remembered this long (the 15-minute skew plus a margin).
+const NONCE_TTL: Duration = Duration::from_secs(16 * 60);
+/// The request log keeps this many most recent entries.
+const MAX_LOG: usize = 200_000;
+
+/// A host and its cloud-side auto-renew attribute.
+#[derive(Debug, Clone)]
+pub struct EmuHost {
+    pub host: Host,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    pub renewal_status: RenewalStatus,
+    pub duration: u32,
+    pub period_unit: PeriodUnit,
+}
+
+/// A response as sent, kept to replay for a repeated ClientToken.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum TokenState {
+    InFlight,
+    Done(Stored),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    pub fingerprint: String,
+    pub state: TokenState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LedgerEntry {
+    pub dedicated_host_id: String,
+    pub client_token: Option<String>,
+    pub period: u32,
+    pub period_unit: String,
+    pub expired_time_before: String,
+    pub expired_time_after: String,
+    pub request_id: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogEntry {
+    pub at: String,
+    pub action: String,
+    pub signature_version: String,
+    pub verified: bool,
+    pub access_key_id: String,
+    pub status: u16,
+    pub code: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with an error; nothing is applied.
+    Error,
+    /// Apply the call, then answer with an error.
+    ApplyThenError,
+    /// Apply the call, then drop the connection without an answer.
+    ApplyThenDrop,
+    /// Wait `ms`, then process normally.
+    Delay,
+    /// Never answer (until the emulator stops); nothing is applied.
+    Hang,
+    /// Drop the connection; nothing is applied.
+    Reset,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    #[serde(default = "any_action")]
+    pub action: String,
+    #[serde(default = "one")]
+    pub probability: f64,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub ms: Option<u64>,
+}
+
+fn any_action() -> String {
+    "*".to_owned()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FaultsBody {
+    Clear(Vec<FaultRule>),
+    Set {
+        #[serde(default)]
+        seed: u64,
+        rules: Vec<FaultRule>,
+    },
+}
+
+/// A fault chosen for one request.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub status: u16,
+    pub code: String,
+    pub ms: u64,
+}
+
+pub struct State {
+    pub hosts: BTreeMap<String, EmuHost>,
+    /// Virtual now = real now + offset.
+    pub clock_offset: chrono::Duration,
+    pub tokens: HashMap<(String, String), TokenEntry>,
+    pub ledger: Vec<LedgerEntry>,
+    pub log: VecDeque<LogEntry>,
+    pub latency_ms: u64,
+    rules: Vec<FaultRule>,
+    rng: StdRng,
+    nonces: HashSet<String>,
+    nonce_order: VecDeque<(Instant, String)>,
+    quota_log: HashMap<(String, String), VecDeque<Instant>>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            hosts: BTreeMap::new(),
+            clock_offset: chrono::Duration::zero(),
+            tokens: HashMap::new(),
+            ledger: Vec::new(),
+            log: VecDeque::new(),
+            latency_ms: 0,
+            rules: Vec::new(),
+            rng: StdRng::seed_from_u64(0),
+            nonces: HashSet::new(),
+            nonce_order: VecDeque::new(),
+            quota_log: HashMap::new(),
+        }
+    }
+}
+
+impl State {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
+    pub fn set_faults(&mut self, seed: u64, rules: Vec<FaultRule>) {
+        self.rng = StdRng::seed_from_u64(seed);
+        self.rules = rules;
+    }
+
+    pub fn faults(&self) -> &[FaultRule] {
+        &self.rules
+    }
+
+    /// The first rule matching (action, hosts) decides; its probability is rolled on the seeded
+    /// generator, and a rule with a `count` fires at most that many times.
+    pub fn pick_fault(&mut self, action: &str, hosts: &[String]) -> Option<Fault> {
+        let idx = self.rules.iter().position(|r| {
+            (r.action == "*" || r.action == action)
+                && r.count != Some(0)
+                && r.hosts
+                    .as_ref()
+                    .is_none_or(|hs| hs.iter().any(|h| hosts.contains(h)))
+        })?;
+        let p = self.rules[idx].probability.clamp(0.0, 1.0);
+        let roll: f64 = self.rng.random();
+        if roll >= p {
+            return None;
+        }
+        let rule = &mut self.rules[idx];
+        if let Some(c) = rule.count.as_mut() {
+            *c -= 1;
+        }
+        let (default_status, default_code) = match rule.kind {
+            FaultKind::Error | FaultKind::ApplyThenError => (500, "InternalError"),
+            _ => (0, ""),
+        };
+        Some(Fault {
+            kind: rule.kind,
+            status: rule.status.unwrap_or(default_status),
+            code: rule.code.clone().unwrap_or_else(|| default_code.to_owned()),
+            ms: rule.ms.unwrap_or(0),
+        })
+    }
+
+    /// Records a nonce; `false` if it was seen within the replay window.
+    pub fn use_nonce(&mut self, nonce: &str) -> bool {
+        let now = Instant::now();
+        while let Some((t, n)) = self.nonce_order.front() {
+            if now.duration_since(*t) < NONCE_TTL {
+                break;
+            }
+            self.nonces.remove(n);
+            self.nonce_order.pop_front();
+        }
+        if !self.nonces.insert(nonce.to_owned()) {
+            return false;
+        }
+        self.nonce_order.push_back((now, nonce.to_owned()));
+        true
+    }
+
+    /// Counts a call against (key, action); `false` when over `per_minute` in the last 60 s.
+    pub fn take_quota(&mut self, key: &str, action: &str, per_minute: usize) -> bool {
+        let now = Instant::now();
+        let log = self
+            .quota_log
+            .entry((key.to_owned(), action.to_owned()))
+            .or_default();
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            log.pop_front();
+        }
+        if log.len() >= per_minute {
+            return false;
+        }
+        log.push_back(now);
+        true
+    }
+
+    pub fn log(&mut self, entry: LogEntry) {
+        if self.log.len() >= MAX_LOG {
+            self.log.pop_front();
+        }
+        self.log.push_back(entry);
+    }
+
+    /// Everything back to a fresh start, clock on real time.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// A request id in the shape Alibaba uses (upper-case UUID).
+pub fn request_id() -> String {
+    let v: u128 = rand::rng().random();
+    let h = format!("{v:032X}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
