@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod ecs;
 pub mod emulator;
+pub mod engine;
 pub mod error;
 pub mod import;
 pub mod store;

@@ -33,6 +33,15 @@ fn check_config_prints_effective_values_with_secrets_redacted() {
     );
     let r = env.run(&["check-config"]).expect(0);
     assert!(r.stdout.contains("lead_days = 5"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("credentials: ok") && r.stdout.contains("LTAI5tTestKeyId000000000"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains(common::TEST_SECRET),
+        "the AccessKey secret must never be printed"
+    );
     assert!(r.stdout.contains("Asia/Shanghai"));
     assert!(!r.stdout.contains("SECRET-TOKEN"), "{}", r.stdout);
     let j = env.json(&["check-config", "--json"]);
@@ -92,6 +101,40 @@ fn unusable_database_is_a_clear_runtime_error() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn unusable_credentials_exit_2_naming_the_source() {
+    let mut env = Env::with_config("[credentials]\nsource = \"systemd\"\n");
+    env.set_env("CREDENTIALS_DIRECTORY", "");
+    let r = env.run(&["check-config"]).expect(2);
+    assert!(
+        r.stderr.contains("CREDENTIALS_DIRECTORY") && r.stderr.contains("LoadCredential"),
+        "{}",
+        r.stderr
+    );
+    let key = env.write(
+        "access.key.json",
+        r#"{"AccessKeyId":"LTAIfile","AccessKeySecret":"file-secret-value"}"#,
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let text = format!(
+        "[database]\npath = {:?}\n[credentials]\nsource = \"file\"\nfile = {:?}\n",
+        env.db.display().to_string(),
+        key.display().to_string()
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let r = env.run(&["check-config"]).expect(2);
+    assert!(
+        r.stderr.contains("group or others") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("file-secret-value") && !r.stdout.contains("file-secret-value"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod hosts;
 mod output;
 mod plan;
 mod policy;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,8 @@ pub enum Command {
     /// Renewal policies with the meaning of ModifyDedicatedHostAutoRenewAttribute.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Refresh the inventory from DescribeDedicatedHosts / DescribeDedicatedHostAutoRenew.
+    Sync(sync::SyncArgs),
     /// Validate the config and print the effective values (secrets redacted).
     CheckConfig(JsonFlag),
     /// A self-contained run on embedded defaults: a sample fleet in a temporary database.
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Plan(args) => plan::run(&config, &args).await,
         Command::Hosts(cmd) => hosts::run(&config, cmd).await,
         Command::Policy(cmd) => policy::run(&config, cmd).await,
+        Command::Sync(args) => sync::run(&config, &args).await,
         Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))

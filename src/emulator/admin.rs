@@ -140,23 +140,26 @@ fn to_emu(h: AdminHost, now: chrono::DateTime<Utc>) -> Result<EmuHost, String> {
     })
 }
 
-async fn add_hosts(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
-    loopback(&peer)?;
-    let list: Vec<AdminHost> = body(&raw)?;
-    let mut st = app.lock();
+/// Adds or replaces hosts given in the admin JSON form; all or nothing. Returns how many.
+pub(super) fn insert_hosts(st: &mut super::State, raw: &[u8]) -> Result<usize, String> {
+    let list: Vec<AdminHost> =
+        serde_json::from_slice(raw).map_err(|e| format!("bad JSON body: {e}"))?;
     let now = st.now();
-    // All or nothing: convert every host before touching the state.
-    let mut hosts = Vec::with_capacity(list.len());
-    for h in list {
-        match to_emu(h, now) {
-            Ok(e) => hosts.push(e),
-            Err(m) => return Err(bad(m)),
-        }
-    }
+    let hosts = list
+        .into_iter()
+        .map(|h| to_emu(h, now))
+        .collect::<Result<Vec<_>, _>>()?;
     let n = hosts.len();
     for h in hosts {
         st.hosts.insert(h.host.id.to_string(), h);
     }
+    Ok(n)
+}
+
+async fn add_hosts(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let mut st = app.lock();
+    let n = insert_hosts(&mut st, &raw).map_err(bad)?;
     Ok(Json(json!({ "added_or_replaced": n, "total": st.hosts.len() })).into_response())
 }
 

@@ -135,6 +135,12 @@ impl Emulator {
         f(&mut self.shared.lock())
     }
 
+    /// Adds or replaces hosts given as the admin API's JSON array (`POST /_emulator/hosts`).
+    pub fn add_hosts(&self, hosts: &serde_json::Value) -> Result<usize, String> {
+        let raw = serde_json::to_vec(hosts).map_err(|e| e.to_string())?;
+        admin::insert_hosts(&mut self.shared.lock(), &raw)
+    }
+
     /// Stops accepting, releases hung requests, and waits for the server task.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);

@@ -9,7 +9,7 @@ mod error;
 #[macro_use]
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,10 +22,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
-use crate::domain::{ChargeType, Host, HostId, Policy, Schedule};
+use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy, RenewalStatus, Schedule};
 
 pub use error::StoreError;
-pub use rows::{HostChange, HostRecord, PolicyChange};
+pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -67,6 +67,19 @@ pub struct UpsertSummary {
     pub unchanged: usize,
     pub restored: usize,
     pub policies_changed: usize,
+}
+
+/// What one region's sync changed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncApplied {
+    pub region: String,
+    pub seen: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub released: Vec<HostId>,
+    pub cloud_renewal_changed: usize,
+    pub double_renew_risk: Vec<HostId>,
 }
 
 /// What `set_policy` did.
@@ -239,7 +252,8 @@ impl Store {
     // ------------------------------------------------------------------ writes
 
     /// Adds or replaces hosts (and their policies, where given) in one transaction. Every changed
-    /// field and policy is appended to the history under one operation.
+    /// field and policy is appended to the history under one operation. A removed host named
+    /// here is restored.
     pub async fn upsert_hosts(
         &self,
         inputs: &[HostInput],
@@ -250,16 +264,28 @@ impl Store {
     ) -> Result<UpsertSummary, StoreError> {
         let now_s = to_db(now);
         let mut tx = self.begin().await?;
-        // Read the current rows inside the write transaction so the diff cannot go stale.
-        let existing: HashMap<String, HostRecord> = sqlx::query(rows_select!())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::sql("reading hosts"))?
-            .iter()
-            .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
-            .collect::<Result<_, _>>()?;
-
+        let existing = read_all(&mut tx).await?;
         let op_id = insert_operation(&mut tx, kind, source, detail, &now_s).await?;
+        let summary = self
+            .upsert_in_tx(&mut tx, &existing, inputs, op_id, source, &now_s, true)
+            .await?;
+        commit(tx).await?;
+        Ok(summary)
+    }
+
+    /// The body of an upsert, inside the caller's transaction. With `restore_removed` false a
+    /// host marked removed is updated but stays removed (sync must not undo `hosts remove`).
+    #[allow(clippy::too_many_arguments)]
+    async fn upsert_in_tx(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        existing: &HashMap<String, HostRecord>,
+        inputs: &[HostInput],
+        op_id: i64,
+        source: Source,
+        now_s: &str,
+        restore_removed: bool,
+    ) -> Result<UpsertSummary, StoreError> {
         let mut summary = UpsertSummary::default();
         let mut host_rows: Vec<&Host> = Vec::new();
         let mut changes: Vec<ChangeRow> = Vec::new();
@@ -276,7 +302,7 @@ impl Store {
                 }
                 Some(old) => {
                     let diffs = rows::diff_hosts(&old.host, h);
-                    let restored = old.removed_at.is_some();
+                    let restored = restore_removed && old.removed_at.is_some();
                     if restored {
                         summary.restored += 1;
                         changes.push(ChangeRow::new(id, "restored", None, None, None));
@@ -307,6 +333,11 @@ impl Store {
         }
         summary.policies_changed = policy_rows.len();
 
+        let removed_on_conflict = if restore_removed {
+            "NULL"
+        } else {
+            "hosts.removed_at"
+        };
         for chunk in host_rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
@@ -325,26 +356,223 @@ impl Store {
                     .push_bind(first)
                     .push_bind(last)
                     .push_bind(None::<String>)
-                    .push_bind(now_s.clone())
-                    .push_bind(now_s.clone());
+                    .push_bind(now_s.to_owned())
+                    .push_bind(now_s.to_owned());
             });
-            qb.push(
+            qb.push(format!(
                 " ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
                   zone_id = excluded.zone_id, charge_type = excluded.charge_type,
                   status = excluded.status, expired_time = excluded.expired_time,
                   sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
                   first_window = excluded.first_window, last_window = excluded.last_window,
-                  removed_at = NULL, updated_at = excluded.updated_at",
-            );
+                  removed_at = {removed_on_conflict}, updated_at = excluded.updated_at"
+            ));
             qb.build()
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::sql("writing hosts"))?;
         }
-        insert_host_changes(&mut tx, op_id, &changes, source, &now_s).await?;
-        write_policies(&mut tx, op_id, &policy_rows, source, &now_s).await?;
-        commit(tx).await?;
+        insert_host_changes(tx, op_id, &changes, source, now_s).await?;
+        write_policies(tx, op_id, &policy_rows, source, now_s).await?;
         Ok(summary)
+    }
+
+    /// Applies one region's `sync`: the hosts ECS returned (added or updated), hosts of the
+    /// region it no longer returns (marked `Released`, never deleted), the cloud-side renewal
+    /// attributes, and `double_renew_risk` notices for hosts renewed both here and by the cloud.
+    /// One transaction; every change is in the history under one `sync` operation.
+    pub async fn apply_sync(
+        &self,
+        region: &str,
+        cloud: &[Host],
+        renewals: &[CloudRenewal],
+        now: DateTime<Utc>,
+    ) -> Result<SyncApplied, StoreError> {
+        let now_s = to_db(now);
+        let day = self.schedule.local_date(now).to_string();
+        let mut tx = self.begin().await?;
+        let existing = read_all(&mut tx).await?;
+        let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
+        let inputs: Vec<HostInput> = cloud
+            .iter()
+            .map(|h| HostInput {
+                host: h.clone(),
+                policy: None,
+            })
+            .collect();
+        let upsert = self
+            .upsert_in_tx(
+                &mut tx,
+                &existing,
+                &inputs,
+                op_id,
+                Source::Sync,
+                &now_s,
+                false,
+            )
+            .await?;
+
+        let seen: HashSet<&str> = cloud.iter().map(|h| h.id.as_str()).collect();
+        let mut released = Vec::new();
+        let mut changes = Vec::new();
+        for rec in existing.values() {
+            let id = rec.host.id.as_str();
+            if rec.host.region_id == region && !rec.host.status.is_released() && !seen.contains(id)
+            {
+                released.push(rec.host.id.clone());
+                changes.push(ChangeRow::new(
+                    id,
+                    "released",
+                    Some("status"),
+                    Some(rec.host.status.0.clone()),
+                    Some(HostStatus::RELEASED.to_owned()),
+                ));
+            }
+        }
+        released.sort();
+        for id in &released {
+            sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
+                .bind(&now_s)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("marking a host released"))?;
+        }
+
+        let mut cloud_changed = 0;
+        for r in renewals {
+            let id = r.host_id.as_str();
+            let old = existing.get(id).and_then(|h| h.cloud_renewal.clone());
+            if old.as_ref() == Some(r) {
+                continue;
+            }
+            cloud_changed += 1;
+            let old_status = old.as_ref().map(|o| o.status.clone());
+            if old_status.as_deref() != Some(r.status.as_str()) {
+                changes.push(ChangeRow::new(
+                    id,
+                    "updated",
+                    Some("cloud_renewal_status"),
+                    old_status,
+                    Some(r.status.clone()),
+                ));
+            }
+            sqlx::query("UPDATE hosts SET cloud_renewal_status = ?, cloud_renewal_duration = ?, cloud_renewal_unit = ? WHERE host_id = ?")
+                .bind(&r.status)
+                .bind(r.duration)
+                .bind(&r.unit)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("recording cloud-side renewal status"))?;
+        }
+        insert_host_changes(&mut tx, op_id, &changes, Source::Sync, &now_s).await?;
+        for chunk in cloud.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("UPDATE hosts SET synced_at = ");
+            qb.push_bind(now_s.clone()).push(" WHERE host_id IN (");
+            let mut sep = qb.separated(", ");
+            for h in chunk {
+                sep.push_bind(h.id.as_str().to_owned());
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("recording sync time"))?;
+        }
+
+        // Double renewal risk: managed here with AutoRenewal and auto-renewed by the cloud too.
+        let mut risk = Vec::new();
+        for r in renewals
+            .iter()
+            .filter(|r| r.status == RenewalStatus::AutoRenewal.as_str())
+        {
+            let Some(rec) = existing.get(r.host_id.as_str()) else {
+                continue;
+            };
+            if rec.removed_at.is_none()
+                && rec.effective_policy().status == RenewalStatus::AutoRenewal
+            {
+                risk.push(rec.host.id.clone());
+            }
+        }
+        risk.sort();
+        let cycle_of = |id: &HostId| {
+            cloud
+                .iter()
+                .find(|h| &h.id == id)
+                .map_or_else(|| "-".to_owned(), |h| to_db(h.expired_time))
+        };
+        for id in &risk {
+            insert_notice(
+                &mut tx,
+                id.as_str(),
+                &cycle_of(id),
+                "double_renew_risk",
+                &day,
+                &format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true"),
+                &now_s,
+            )
+            .await?;
+        }
+        commit(tx).await?;
+        Ok(SyncApplied {
+            region: region.to_owned(),
+            seen: cloud.len(),
+            added: upsert.added,
+            updated: upsert.updated,
+            unchanged: upsert.unchanged,
+            released,
+            cloud_renewal_changed: cloud_changed,
+            double_renew_risk: risk,
+        })
+    }
+
+    /// Records that ddh-renewd set the cloud-side renewal of `ids` to `Normal` (takeover).
+    pub async fn record_takeover(
+        &self,
+        region: &str,
+        ids: &[HostId],
+        request_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now_s = to_db(now);
+        let mut tx = self.begin().await?;
+        let detail = format!(
+            "{region}: RenewalStatus=Normal AutoRenew=false; RequestId {}",
+            request_ids.join(",")
+        );
+        let op_id = insert_operation(&mut tx, "takeover", Source::Daemon, &detail, &now_s).await?;
+        let mut changes = Vec::with_capacity(ids.len());
+        for id in ids {
+            sqlx::query("UPDATE hosts SET cloud_renewal_status = 'Normal', cloud_renewal_duration = 0 WHERE host_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("recording takeover"))?;
+            changes.push(ChangeRow::new(
+                id.as_str(),
+                "updated",
+                Some("cloud_renewal_status"),
+                Some("AutoRenewal".into()),
+                Some("Normal".into()),
+            ));
+        }
+        insert_host_changes(&mut tx, op_id, &changes, Source::Daemon, &now_s).await?;
+        commit(tx).await
+    }
+
+    /// Notices, oldest first, optionally for one host.
+    pub async fn notices(&self, host: Option<&HostId>) -> Result<Vec<Notice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT notice_id, created_at, day, kind, host_id, cycle, message FROM v_notices
+             WHERE ?1 IS NULL OR host_id = ?1 ORDER BY notice_id",
+        )
+        .bind(host.map(HostId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sql("reading notices"))?;
+        rows.iter().map(Notice::from_row).collect()
     }
 
     /// Marks a host removed (it leaves plans and lists; its history stays). `Ok(false)` if it
@@ -433,6 +661,49 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Every host row, keyed by id, read inside a write transaction.
+async fn read_all(
+    tx: &mut Transaction<'static, Sqlite>,
+) -> Result<HashMap<String, HostRecord>, StoreError> {
+    sqlx::query(rows_select!())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::sql("reading hosts"))?
+        .iter()
+        .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
+        .collect()
+}
+
+/// Records a notice once per (host, cycle, kind, day); `true` if it is new.
+pub(crate) async fn insert_notice(
+    tx: &mut Transaction<'static, Sqlite>,
+    host_id: &str,
+    cycle: &str,
+    kind: &str,
+    day: &str,
+    message: &str,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (host_id, cycle, kind, day) DO NOTHING",
+    )
+    .bind(host_id)
+    .bind(cycle)
+    .bind(kind)
+    .bind(day)
+    .bind(message)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::sql("recording a notice"))?;
+    let new = r.rows_affected() == 1;
+    if new {
+        tracing::warn!(host_id, cycle, kind, "{message}");
+    }
+    Ok(new)
 }
 
 async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ macro_rules! rows_select {
     () => {
         "SELECT h.host_id, h.region_id, h.zone_id, h.charge_type, h.status, h.expired_time,
                 h.sale_cycle, h.financial_lock, h.removed_at, h.created_at, h.updated_at,
+                h.cloud_renewal_status, h.cloud_renewal_duration, h.cloud_renewal_unit, h.synced_at,
                 p.renewal_status, p.duration, p.period_unit
          FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id"
     };
@@ -26,6 +27,9 @@ pub struct HostRecord {
     pub host: Host,
     pub policy: Option<Policy>,
     pub removed_at: Option<DateTime<Utc>>,
+    /// The cloud-side auto-renew attribute as last read by `sync`.
+    pub cloud_renewal: Option<CloudRenewal>,
+    pub synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -70,8 +74,54 @@ impl HostRecord {
             },
             policy,
             removed_at: opt_time(r, "removed_at")?,
+            cloud_renewal: match get::<Option<String>>(r, "cloud_renewal_status")? {
+                None => None,
+                Some(status) => Some(CloudRenewal {
+                    host_id: id.clone(),
+                    status,
+                    duration: get::<Option<i64>>(r, "cloud_renewal_duration")?.unwrap_or_default(),
+                    unit: get::<Option<String>>(r, "cloud_renewal_unit")?.unwrap_or_default(),
+                }),
+            },
+            synced_at: opt_time(r, "synced_at")?,
             created_at: time(r, "created_at")?,
             updated_at: time(r, "updated_at")?,
+        })
+    }
+}
+
+/// A host's auto-renew attribute on the cloud side (DescribeDedicatedHostAutoRenew), as text:
+/// the cloud may use values this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CloudRenewal {
+    pub host_id: String,
+    pub status: String,
+    pub duration: i64,
+    pub unit: String,
+}
+
+/// One row of `v_notices`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub notice_id: i64,
+    pub created_at: String,
+    pub day: String,
+    pub kind: String,
+    pub host_id: String,
+    pub cycle: String,
+    pub message: String,
+}
+
+impl Notice {
+    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            notice_id: get(r, "notice_id")?,
+            created_at: get(r, "created_at")?,
+            day: get(r, "day")?,
+            kind: get(r, "kind")?,
+            host_id: get(r, "host_id")?,
+            cycle: get(r, "cycle")?,
+            message: get(r, "message")?,
         })
     }
 }

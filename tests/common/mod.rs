@@ -6,10 +6,31 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The emulator's built-in test key pair; every test command gets it in the environment.
+pub const TEST_KEY_ID: &str = "LTAI5tTestKeyId000000000";
+pub const TEST_SECRET: &str = "TestSecret0123456789abcdefghijk";
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub db: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+/// A temp dir; under $DDH_TEST_ARTIFACTS (kept after the test) when that is set.
+pub fn test_dir() -> tempfile::TempDir {
+    match std::env::var_os("DDH_TEST_ARTIFACTS") {
+        Some(root) => {
+            std::fs::create_dir_all(&root).expect("artifact dir");
+            let mut d = tempfile::Builder::new()
+                .prefix("t-")
+                .tempdir_in(root)
+                .expect("tempdir");
+            d.disable_cleanup(true);
+            d
+        }
+        None => tempfile::tempdir().expect("tempdir"),
+    }
 }
 
 pub struct Run {
@@ -49,7 +70,7 @@ impl Env {
 
     /// A config with `extra` TOML appended after the `[database]` table.
     pub fn with_config(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = test_dir();
         let db = dir.path().join("inventory.db");
         let config = dir.path().join("ddh-renewd.toml");
         let text = format!(
@@ -57,7 +78,12 @@ impl Env {
             db.display().to_string()
         );
         std::fs::write(&config, text).expect("write config");
-        Self { dir, config, db }
+        Self {
+            dir,
+            config,
+            db,
+            extra_env: Vec::new(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -77,9 +103,37 @@ impl Env {
             .arg(&self.config)
             .args(args)
             .env_remove("DDH_RENEWD_CONFIG")
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run ddh-renewd");
+        self.keep_log(args, &o);
         Run::from(o)
+    }
+
+    /// Sets an environment variable for every later `run`.
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.extra_env.push((k.to_owned(), v.to_owned()));
+    }
+
+    /// With $DDH_TEST_ARTIFACTS set, every command's output is kept beside the database so CI
+    /// can search it for secrets after the whole suite.
+    fn keep_log(&self, args: &[&str], o: &Output) {
+        if std::env::var_os("DDH_TEST_ARTIFACTS").is_none() {
+            return;
+        }
+        use std::io::Write;
+        let path = self.dir.path().join("commands.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "$ ddh-renewd {}", args.join(" "));
+            let _ = f.write_all(&o.stdout);
+            let _ = f.write_all(&o.stderr);
+        }
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -99,7 +153,9 @@ pub fn run_plain(args: &[&str], env: &[(&str, &Path)], cwd: &Path) -> Run {
     let mut c = Command::new(bin());
     c.args(args)
         .current_dir(cwd)
-        .env_remove("DDH_RENEWD_CONFIG");
+        .env_remove("DDH_RENEWD_CONFIG")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET);
     for (k, v) in env {
         c.env(k, v);
     }

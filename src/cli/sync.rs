@@ -1,0 +1,102 @@
+//! `sync`: refresh the inventory from ECS.
+
+use chrono::Utc;
+use clap::Args;
+
+use super::output;
+use crate::config::Config;
+use crate::ecs::{ClientOptions, EcsClient, credentials};
+use crate::engine::sync::{SyncError, sync};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Region to sync (repeatable); default: [ecs] regions.
+    #[arg(long = "region", value_name = "R")]
+    pub regions: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Builds the ECS client from the config and the configured credential source.
+pub fn client(config: &Config) -> Result<EcsClient> {
+    let creds = credentials::load(&config.credentials, &|k| std::env::var(k).ok())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    EcsClient::new(&ClientOptions::from_config(&config.ecs), creds)
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
+pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
+    let regions = if args.regions.is_empty() {
+        config.ecs.regions.clone()
+    } else {
+        args.regions.clone()
+    };
+    let client = client(config)?;
+    let store = super::open_store(config).await?;
+    let result = sync(&store, &client, &regions, config.ecs.takeover, Utc::now).await;
+    store.close().await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) if e.is_configuration() => return Err(Error::Usage(e.to_string())),
+        Err(SyncError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(Error::Runtime(e.to_string())),
+    };
+    if args.json {
+        return output::json(&report);
+    }
+    let rows: Vec<Vec<String>> = report
+        .regions
+        .iter()
+        .map(|r| {
+            vec![
+                r.region.clone(),
+                r.seen.to_string(),
+                r.added.to_string(),
+                r.updated.to_string(),
+                r.unchanged.to_string(),
+                r.released.len().to_string(),
+                r.cloud_renewal_changed.to_string(),
+                r.double_renew_risk.len().to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "REGION",
+            "HOSTS",
+            "ADDED",
+            "UPDATED",
+            "UNCHANGED",
+            "RELEASED",
+            "CLOUD RENEWAL CHANGED",
+            "DOUBLE-RENEW RISK",
+        ],
+        &rows,
+    );
+    for r in &report.regions {
+        for id in &r.double_renew_risk {
+            println!(
+                "double_renew_risk: {id} is AutoRenewal here and in the cloud; skipped until resolved (or set [ecs] takeover = true)"
+            );
+        }
+    }
+    if !report.taken_over.is_empty() {
+        println!(
+            "takeover: cloud-side auto-renew set to Normal for {} hosts",
+            report.taken_over.len()
+        );
+    }
+    let calls: Vec<String> = report
+        .calls
+        .iter()
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
+    println!(
+        "{} calls ({}) in {} ms",
+        report.calls.values().sum::<u64>(),
+        calls.join(", "),
+        report.elapsed_ms
+    );
+    Ok(())
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# After the test suite ran with DDH_TEST_ARTIFACTS=DIR, search every database and command log the
+# tests produced for any secret the tests used. Config and key files are excluded: they hold
+# secrets by design. Exits 1 naming the file if a secret is found.
+set -euo pipefail
+dir=${1:?usage: scan-secrets.sh ARTIFACT_DIR}
+secrets=(
+  TestSecret0123456789abcdefghijk   # the emulator's test AccessKey secret (every command's env)
+  wrong-secret-do-not-print         # the wrong secret of tests/sync.rs
+  file-secret-value                 # the key-file secret of tests/config.rs
+  SECRET-TOKEN                      # the webhook token of tests/config.rs
+)
+mapfile -t files < <(find "$dir" -type f \( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' -o -name '*.log' \))
+if [ "${#files[@]}" -eq 0 ]; then
+  echo "scan-secrets: no databases or logs under $dir: the tests did not keep artifacts" >&2
+  exit 1
+fi
+found=0
+for s in "${secrets[@]}"; do
+  if hits=$(grep -l -a -F -- "$s" "${files[@]}"); then
+    echo "scan-secrets: secret found in: $hits" >&2
+    found=1
+  fi
+done
+[ "$found" -eq 0 ] || exit 1
+echo "scan-secrets: ${#files[@]} databases and logs searched for ${#secrets[@]} secrets: none found"
