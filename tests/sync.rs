@@ -2,51 +2,10 @@
 
 mod common;
 
-use common::{Env, TEST_KEY_ID, TEST_SECRET};
+use common::cloud::Cloud;
+use common::{TEST_KEY_ID, TEST_SECRET};
 use ddh_renewd::emulator::state::FaultRule;
-use ddh_renewd::emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
-
-struct Cloud {
-    rt: tokio::runtime::Runtime,
-    emu: Option<Emulator>,
-}
-
-impl Cloud {
-    fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let emu = rt
-            .block_on(Emulator::start(
-                "127.0.0.1:0".parse().unwrap(),
-                EmulatorConfig::test(),
-            ))
-            .unwrap();
-        Self { rt, emu: Some(emu) }
-    }
-
-    fn emu(&self) -> &Emulator {
-        self.emu.as_ref().unwrap()
-    }
-
-    fn env(&self, extra: &str) -> Env {
-        Env::with_config(&format!(
-            "[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\", \"cn-shanghai\"]\n{extra}",
-            self.emu().endpoint()
-        ))
-    }
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        if let Some(emu) = self.emu.take() {
-            self.rt.block_on(emu.stop());
-        }
-    }
-}
 
 /// `n` hosts per region; every 10th PostPaid, every 7th auto-renewed by the cloud.
 fn fleet(n: usize) -> Value {
@@ -69,7 +28,7 @@ fn fleet(n: usize) -> Value {
 #[test]
 fn sync_pulls_every_host_of_two_regions_then_tracks_changes() {
     let cloud = Cloud::start();
-    cloud.emu().add_hosts(&fleet(1250)).unwrap();
+    cloud.add(fleet(1250));
     let env = cloud.env("");
     let t0 = std::time::Instant::now();
     let report = env.json(&["sync", "--json"]);
@@ -178,7 +137,7 @@ fn sync_pulls_every_host_of_two_regions_then_tracks_changes() {
 #[test]
 fn sync_completes_through_half_failing_describes() {
     let cloud = Cloud::start();
-    cloud.emu().add_hosts(&fleet(300)).unwrap();
+    cloud.add(fleet(300));
     cloud.emu().with_state(|s| s.set_faults(42, vec![serde_json::from_value::<FaultRule>(json!(
         {"action": "DescribeDedicatedHosts", "probability": 0.5, "kind": "error", "status": 500, "code": "InternalError"})).unwrap()]));
     let env = cloud.env("");
@@ -206,7 +165,7 @@ fn sync_completes_through_half_failing_describes() {
 #[test]
 fn wrong_secret_fails_fast_naming_the_key_not_the_secret() {
     let cloud = Cloud::start();
-    cloud.emu().add_hosts(&fleet(5)).unwrap();
+    cloud.add(fleet(5));
     let mut env = cloud.env("");
     env.set_env(
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
@@ -240,11 +199,11 @@ fn wrong_secret_fails_fast_naming_the_key_not_the_secret() {
 #[test]
 fn double_renew_risk_is_flagged_then_taken_over() {
     let cloud = Cloud::start();
-    cloud.emu().add_hosts(&json!([
+    cloud.add(json!([
         {"DedicatedHostId": "dh-both", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2027-01-10T16:00Z", "RenewalStatus": "AutoRenewal", "Duration": 1},
         {"DedicatedHostId": "dh-cloud-only", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2027-01-10T16:00Z", "RenewalStatus": "AutoRenewal", "Duration": 1},
         {"DedicatedHostId": "dh-here-only", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2027-01-10T16:00Z"}
-    ])).unwrap();
+    ]));
     let env = cloud.env("");
     env.import(
         "dedicated_host_id,region_id,expired_time,charge_type,renewal_status

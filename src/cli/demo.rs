@@ -86,7 +86,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
 
     println!("4. plan at {}:", output::zoned(args.at, schedule.tz));
     let records = store.hosts(false).await?;
-    let entries = super::plan::build(&records, &schedule, args.at, None);
+    let entries = super::plan::build(&records, &Default::default(), &schedule, args.at, None);
     super::plan::print(&entries, &schedule, false)?;
 
     println!("\n5. policy history (v_policy_changes):");

@@ -1,6 +1,7 @@
 //! The command line (SPEC §4.1). Each command group lives in its own file and is a thin call into
 //! the library; this file holds the clap definitions and the dispatch.
 
+mod audit;
 mod config_cmd;
 mod demo;
 mod emulator;
@@ -9,6 +10,7 @@ mod output;
 mod plan;
 mod policy;
 mod sync;
+mod tick;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,13 @@ pub enum Command {
     /// Renewal policies with the meaning of ModifyDedicatedHostAutoRenewAttribute.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Run one window pass as of --at (default now) and exit.
+    Tick(tick::TickArgs),
+    /// Renew hosts now (RenewDedicatedHosts semantics), through the exactly-once machinery.
+    Renew(tick::RenewArgs),
+    /// The audit trail: attempts, policies, notices, windows.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Refresh the inventory from DescribeDedicatedHosts / DescribeDedicatedHostAutoRenew.
     Sync(sync::SyncArgs),
     /// Validate the config and print the effective values (secrets redacted).
@@ -94,6 +103,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Hosts(cmd) => hosts::run(&config, cmd).await,
         Command::Policy(cmd) => policy::run(&config, cmd).await,
         Command::Sync(args) => sync::run(&config, &args).await,
+        Command::Tick(args) => tick::tick(&config, &args).await,
+        Command::Renew(args) => tick::renew(&config, &args).await,
+        Command::Audit(cmd) => audit::run(&config, cmd).await,
         Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))

@@ -40,8 +40,10 @@ pub struct PlanEntry {
 }
 
 /// Plans every record at `at`; `days` keeps only hosts due or with a window within N days.
+/// `renewed` holds the hosts whose current cycle began with a renewal recorded by the engine.
 pub fn build(
     records: &[HostRecord],
+    renewed: &std::collections::HashMap<String, DateTime<Utc>>,
     schedule: &Schedule,
     at: DateTime<Utc>,
     days: Option<u32>,
@@ -55,7 +57,13 @@ pub fn build(
                 state,
                 next_window,
                 last_window,
-            } = plan_host(&rec.host, &policy, schedule, at, false);
+            } = plan_host(
+                &rec.host,
+                &policy,
+                schedule,
+                at,
+                renewed.contains_key(rec.host.id.as_str()),
+            );
             if let Some(h) = horizon
                 && next_window.is_none_or(|w| w > h)
             {
@@ -122,9 +130,10 @@ pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<(
 pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     let store = super::open_store(config).await?;
     let records = store.hosts(false).await?;
+    let renewed = store.renewed_into_current_cycle().await?;
     let schedule = config.schedule.schedule();
     let at = args.at.unwrap_or_else(Utc::now);
-    let entries = build(&records, &schedule, at, args.days);
+    let entries = build(&records, &renewed, &schedule, at, args.days);
     store.close().await;
     print(&entries, &schedule, args.json)
 }

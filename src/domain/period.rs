@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::error::ValidationError;
 
 /// `PeriodUnit` of RenewDedicatedHosts and ModifyDedicatedHostAutoRenewAttribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub enum PeriodUnit {
     Week,
     #[default]
@@ -92,7 +94,7 @@ pub fn list_values(values: &[u32]) -> String {
 
 /// A renewal length that some API accepts: `n` units. Construct it through one of the validating
 /// constructors so an invalid pair cannot exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Period {
     pub n: u32,
     pub unit: PeriodUnit,

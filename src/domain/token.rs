@@ -5,7 +5,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
 use super::error::ValidationError;
+use super::ids::HostId;
+use super::period::Period;
 
 pub const MAX_TOKEN_LEN: usize = 64;
 
@@ -14,6 +19,36 @@ pub const MAX_TOKEN_LEN: usize = 64;
 pub struct ClientToken(String);
 
 impl ClientToken {
+    /// The token of an attempt: a deterministic function of what the attempt is — its kind,
+    /// region, period, window, hosts with their cycles, and a generation bumped only when the
+    /// cloud reports the token used with other parameters. Never random, so every re-send of the
+    /// attempt (after a timeout, a crash, a restart) carries the same token; a new attempt (next
+    /// window, a split batch) gets a new one. 45 ASCII characters.
+    pub fn derive(
+        kind: &str,
+        region: &str,
+        period: Period,
+        window: DateTime<Utc>,
+        hosts: &[(HostId, DateTime<Utc>)],
+        generation: u32,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "ddh-renewd/1\n{kind}\n{region}\n{} {}\n{}\n{generation}\n",
+            period.n,
+            period.unit,
+            window.timestamp()
+        ));
+        let mut sorted: Vec<&(HostId, DateTime<Utc>)> = hosts.iter().collect();
+        sorted.sort();
+        for (id, cycle) in sorted {
+            h.update(format!("{id}@{}\n", cycle.timestamp()));
+        }
+        let digest = h.finalize();
+        let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
+        Self(format!("ddh1-{hex}"))
+    }
+
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let ok = !raw.is_empty()
             && raw.len() <= MAX_TOKEN_LEN
@@ -61,6 +96,72 @@ impl fmt::Display for ClientToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_tokens_are_stable_and_distinct() {
+        use crate::domain::period::PeriodUnit;
+        use crate::domain::time::parse_instant;
+        let p = Period {
+            n: 1,
+            unit: PeriodUnit::Month,
+        };
+        let w = parse_instant("2026-12-02T00:00:00Z").unwrap();
+        let e = parse_instant("2026-12-10T16:00Z").unwrap();
+        let a = HostId::parse("dh-a").unwrap();
+        let b = HostId::parse("dh-b").unwrap();
+        let t1 = ClientToken::derive(
+            "scheduled",
+            "cn-hangzhou",
+            p,
+            w,
+            &[(a.clone(), e), (b.clone(), e)],
+            0,
+        );
+        let t2 = ClientToken::derive(
+            "scheduled",
+            "cn-hangzhou",
+            p,
+            w,
+            &[(b.clone(), e), (a.clone(), e)],
+            0,
+        );
+        assert_eq!(t1, t2, "host order does not matter");
+        assert!(t1.as_str().len() <= MAX_TOKEN_LEN && ClientToken::parse(t1.as_str()).is_ok());
+        let next_day = parse_instant("2026-12-03T00:00:00Z").unwrap();
+        let others = [
+            ClientToken::derive(
+                "scheduled",
+                "cn-hangzhou",
+                p,
+                next_day,
+                &[(a.clone(), e), (b.clone(), e)],
+                0,
+            ),
+            ClientToken::derive("scheduled", "cn-hangzhou", p, w, &[(a.clone(), e)], 0),
+            ClientToken::derive(
+                "scheduled",
+                "cn-hangzhou",
+                p,
+                w,
+                &[(a.clone(), e), (b.clone(), e)],
+                1,
+            ),
+            ClientToken::derive(
+                "scheduled",
+                "cn-hangzhou",
+                Period {
+                    n: 2,
+                    unit: PeriodUnit::Month,
+                },
+                w,
+                &[(a, e), (b, e)],
+                0,
+            ),
+        ];
+        for o in others {
+            assert_ne!(o, t1);
+        }
+    }
 
     #[test]
     fn bounds() {

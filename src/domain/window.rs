@@ -100,6 +100,36 @@ impl Schedule {
         self.windows(expiry).into_iter().rev().find(|w| *w <= now)
     }
 
+    /// The latest daily window instant at or before `at`, whatever the host: the window a pass
+    /// run at `at` belongs to.
+    pub fn window_at_or_before(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let today = self.local_date(at);
+        let w = self.window_on(today);
+        if w <= at {
+            return w;
+        }
+        today
+            .checked_sub_days(Days::new(1))
+            .map_or(w, |d| self.window_on(d))
+    }
+
+    /// The first daily window instant strictly after `at`.
+    pub fn next_window_instant(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let today = self.local_date(at);
+        let w = self.window_on(today);
+        if w > at {
+            return w;
+        }
+        today
+            .checked_add_days(Days::new(1))
+            .map_or(w, |d| self.window_on(d))
+    }
+
+    /// Whole local days from the window's date to the expiry's date (3 = "three days before").
+    pub fn days_before_expiry(&self, window: DateTime<Utc>, expiry: DateTime<Utc>) -> i64 {
+        (self.local_date(expiry) - self.local_date(window)).num_days()
+    }
+
     /// The earliest window of the cycle strictly after `now`, if any.
     pub fn next_window_after(
         &self,
@@ -161,6 +191,31 @@ mod tests {
         assert_eq!(
             s.latest_window_at_or_before(e, t("2026-12-01T00:00Z")),
             None
+        );
+    }
+
+    #[test]
+    fn window_instants_around_the_time_of_day() {
+        let s = Schedule::default();
+        assert_eq!(
+            s.window_at_or_before(t("2026-12-05T07:59:59+08:00")),
+            t("2026-12-04T08:00:00+08:00")
+        );
+        assert_eq!(
+            s.window_at_or_before(t("2026-12-05T08:00:00+08:00")),
+            t("2026-12-05T08:00:00+08:00")
+        );
+        assert_eq!(
+            s.next_window_instant(t("2026-12-05T08:00:00+08:00")),
+            t("2026-12-06T08:00:00+08:00")
+        );
+        assert_eq!(
+            s.next_window_instant(t("2026-12-05T07:00:00+08:00")),
+            t("2026-12-05T08:00:00+08:00")
+        );
+        assert_eq!(
+            s.days_before_expiry(t("2026-12-08T08:00:00+08:00"), t("2026-12-10T16:00Z")),
+            3
         );
     }
 

@@ -8,6 +8,7 @@
 mod error;
 #[macro_use]
 mod rows;
+pub mod engine;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -24,6 +25,7 @@ use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
 use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy, RenewalStatus, Schedule};
 
+pub use engine::AuditKind;
 pub use error::StoreError;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 
@@ -180,7 +182,7 @@ impl Store {
         )
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -706,13 +708,13 @@ pub(crate) async fn insert_notice(
     Ok(new)
 }
 
-async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+pub(crate) async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
     tx.commit()
         .await
         .map_err(StoreError::sql("committing the transaction"))
 }
 
-async fn insert_operation(
+pub(crate) async fn insert_operation(
     tx: &mut Transaction<'static, Sqlite>,
     kind: &str,
     source: Source,
@@ -733,7 +735,7 @@ async fn insert_operation(
         .map_err(StoreError::sql("recording the operation"))
 }
 
-struct ChangeRow {
+pub(crate) struct ChangeRow {
     host_id: String,
     kind: &'static str,
     field: Option<&'static str>,
@@ -742,7 +744,7 @@ struct ChangeRow {
 }
 
 impl ChangeRow {
-    fn new(
+    pub(crate) fn new(
         host_id: &str,
         kind: &'static str,
         field: Option<&'static str>,
@@ -759,7 +761,7 @@ impl ChangeRow {
     }
 }
 
-async fn insert_host_changes(
+pub(crate) async fn insert_host_changes(
     tx: &mut Transaction<'static, Sqlite>,
     op_id: i64,
     changes: &[ChangeRow],
@@ -841,7 +843,7 @@ async fn write_policies(
 }
 
 /// Parses a stored enum column, reporting the column on failure.
-fn parse_col<T: FromStr>(col: &'static str, v: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_col<T: FromStr>(col: &'static str, v: &str) -> Result<T, StoreError> {
     v.parse().map_err(|_| StoreError::Corrupt {
         what: format!("column {col} holds {v:?}"),
     })

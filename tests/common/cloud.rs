@@ -1,0 +1,74 @@
+//! An in-process emulator for binary-level tests, on its own runtime so the test can stay
+//! synchronous while the emulator serves.
+
+use ddh_renewd::emulator::state::FaultRule;
+use ddh_renewd::emulator::{Emulator, EmulatorConfig};
+use serde_json::Value;
+
+use super::Env;
+
+pub struct Cloud {
+    pub rt: tokio::runtime::Runtime,
+    emu: Option<Emulator>,
+}
+
+impl Cloud {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let emu = rt
+            .block_on(Emulator::start(
+                "127.0.0.1:0".parse().expect("addr"),
+                EmulatorConfig::test(),
+            ))
+            .expect("emulator");
+        Self { rt, emu: Some(emu) }
+    }
+
+    pub fn emu(&self) -> &Emulator {
+        self.emu.as_ref().expect("running")
+    }
+
+    /// An Env whose config points at this emulator; `extra` is appended to `[ecs]`.
+    pub fn env(&self, extra: &str) -> Env {
+        Env::with_config(&format!(
+            "[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\", \"cn-shanghai\"]\ntimeout = \"2s\"\n{extra}",
+            self.emu().endpoint()
+        ))
+    }
+
+    pub fn add(&self, hosts: Value) {
+        self.emu().add_hosts(&hosts).expect("seed hosts");
+    }
+
+    pub fn set_clock(&self, at: &str) {
+        let t = ddh_renewd::domain::time::parse_instant(at).expect("instant");
+        self.emu()
+            .with_state(|s| s.clock_offset = t - chrono::Utc::now());
+    }
+
+    pub fn faults(&self, seed: u64, rules: Value) {
+        let rules: Vec<FaultRule> = serde_json::from_value(rules).expect("rules");
+        self.emu().with_state(|s| s.set_faults(seed, rules));
+    }
+
+    /// The ledger as the admin API shows it.
+    pub fn ledger(&self) -> Vec<Value> {
+        self.emu()
+            .with_state(|s| serde_json::to_value(&s.ledger).expect("ledger"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        if let Some(emu) = self.emu.take() {
+            self.rt.block_on(emu.stop());
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The renewal engine through the real binary, against the real emulator over loopback, with a
+//! real SQLite file: a 15-day simulation, batch isolation, idempotence, the one-actor lock.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::Env;
+use common::cloud::Cloud;
+use serde_json::{Value, json};
+
+const FLEET: &str =
+    "dedicated_host_id,region_id,expired_time,charge_type,renewal_status,duration,period_unit
+dh-auto-1,cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal,1,Month
+dh-auto-2,cn-hangzhou,2026-12-11T01:00Z,PrePaid,AutoRenewal,1,Year
+dh-auto-3,cn-hangzhou,2026-12-14T16:00Z,PrePaid,AutoRenewal,2,Week
+dh-normal,cn-hangzhou,2026-12-08T16:00Z,PrePaid,Normal,1,Month
+dh-notrenew,cn-hangzhou,2026-12-09T16:00Z,PrePaid,NotRenewal,1,Month
+dh-post,cn-hangzhou,2999-09-08T16:00Z,PostPaid,,,
+dh-poor,cn-hangzhou,2026-12-12T16:00Z,PrePaid,AutoRenewal,3,Month
+dh-never,cn-hangzhou,2026-12-09T16:00Z,PrePaid,AutoRenewal,6,Month
+";
+
+fn cloud_fleet() -> Value {
+    let mut v = Vec::new();
+    for line in FLEET.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let mut h = json!({"DedicatedHostId": f[0], "RegionId": f[1], "ChargeType": f[3]});
+        if f[3] == "PrePaid" {
+            h["ExpiredTime"] = json!(f[2]);
+        }
+        v.push(h);
+    }
+    Value::Array(v)
+}
+
+/// Day `d` of December 2026 (or late November for d ≤ 0) at 08:00 UTC+8.
+fn day(d: i64) -> String {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-12-01T08:00:00+08:00").unwrap();
+    (base + chrono::Duration::days(d - 1)).to_rfc3339()
+}
+
+fn tick(cloud: &Cloud, env: &Env, at: &str) -> Value {
+    cloud.set_clock(at);
+    env.json(&["tick", "--at", at, "--json"])
+}
+
+fn ledger_by_host(cloud: &Cloud) -> BTreeMap<String, Vec<Value>> {
+    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in cloud.ledger() {
+        m.entry(e["DedicatedHostId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e);
+    }
+    m
+}
+
+#[test]
+fn fifteen_days_at_eight_utc8() {
+    let cloud = Cloud::start();
+    cloud.add(cloud_fleet());
+    cloud.faults(1, json!([
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-poor"], "kind": "error", "status": 400, "code": "InsufficientBalance", "count": 3},
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-never"], "kind": "error", "status": 400, "code": "InsufficientBalance"}
+    ]));
+    let env = cloud.env("");
+    env.import(FLEET);
+
+    let mut first_renewal: BTreeMap<String, String> = BTreeMap::new();
+    for d in -2..=12 {
+        let at = day(d);
+        let r = tick(&cloud, &env, &at);
+        assert!(r["config_error"].is_null(), "{at}: {r}");
+        for id in r["renewed"].as_array().unwrap() {
+            first_renewal
+                .entry(id.as_str().unwrap().to_owned())
+                .or_insert(at.clone());
+        }
+    }
+    let ledger = ledger_by_host(&cloud);
+    // AutoRenewal hosts: renewed exactly once, at their first window.
+    for (id, first) in [("dh-auto-1", 2), ("dh-auto-2", 2), ("dh-auto-3", 6)] {
+        assert_eq!(
+            ledger[id].len(),
+            1,
+            "{id} renewed exactly once: {:?}",
+            ledger[id]
+        );
+        assert_eq!(
+            first_renewal[id],
+            day(first),
+            "{id} renewed at its first window"
+        );
+    }
+    assert_eq!(
+        ledger["dh-auto-1"][0]["ExpiredTimeAfter"],
+        "2027-01-10T16:00Z"
+    );
+    assert_eq!(
+        ledger["dh-auto-2"][0]["ExpiredTimeAfter"],
+        "2027-12-11T01:00Z"
+    );
+    assert_eq!(
+        ledger["dh-auto-3"][0]["ExpiredTimeAfter"],
+        "2026-12-28T16:00Z"
+    );
+    // Normal, NotRenewal and PostPaid: never.
+    for id in ["dh-normal", "dh-notrenew", "dh-post"] {
+        assert!(!ledger.contains_key(id), "{id} must not be renewed");
+    }
+    // InsufficientBalance for 3 windows, renewed on the 4th, with a new token each window.
+    assert_eq!(ledger["dh-poor"].len(), 1);
+    assert_eq!(first_renewal["dh-poor"], day(7));
+    let attempts = env.json(&["audit", "attempts", "--host", "dh-poor", "--json"]);
+    let rows = attempts.as_array().unwrap();
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed", "failed", "renewed"]);
+    let tokens: std::collections::HashSet<&str> = rows
+        .iter()
+        .map(|a| a["client_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), 4, "a new ClientToken every window");
+    assert_eq!(rows[3]["client_token"], ledger["dh-poor"][0]["ClientToken"]);
+    assert_eq!(rows[0]["code"], "InsufficientBalance");
+
+    // Never payable: one attempt per window Dec 1..9, then it lapses once; nothing after.
+    assert!(!ledger.contains_key("dh-never"));
+    let never = env.json(&["audit", "attempts", "--host", "dh-never", "--json"]);
+    assert_eq!(never.as_array().unwrap().len(), 9, "{never}");
+    let notices = env.json(&["audit", "notices", "--json"]);
+    let of = |kind: &str, host: &str| -> Vec<String> {
+        notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == kind && n["host_id"] == host)
+            .map(|n| n["day"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(of("lapsed", "dh-never"), ["2026-12-10"]);
+    assert_eq!(of("renewal_failed", "dh-never").len(), 9);
+    assert_eq!(
+        of("renewal_failed", "dh-poor"),
+        ["2026-12-04", "2026-12-05", "2026-12-06"]
+    );
+    assert_eq!(of("renewed", "dh-auto-1"), ["2026-12-02"]);
+    // NotRenewal: one notice at the window three days before expiry (expires Dec 10 00:00 UTC+8).
+    assert_eq!(of("not_renewing", "dh-notrenew"), ["2026-12-07"]);
+    // Normal: reminders 7, 3 and 1 days before expiry (Dec 9 00:00 UTC+8).
+    assert_eq!(
+        of("expiry_reminder", "dh-normal"),
+        ["2026-12-02", "2026-12-06", "2026-12-08"]
+    );
+    assert!(
+        of("expiry_reminder", "dh-auto-1").is_empty() && of("not_renewing", "dh-normal").is_empty()
+    );
+    // Every window was recorded.
+    let windows = env.json(&["audit", "windows", "--json"]);
+    assert_eq!(windows.as_array().unwrap().len(), 15);
+    // Plan agrees after the run.
+    let plan = env.json(&["plan", "--json", "--at", &day(12)]);
+    let state = |id: &str| {
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["host_id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("dh-auto-1"), "renewed");
+    assert_eq!(state("dh-never"), "lapsed");
+}
+
+#[test]
+fn a_bad_host_is_isolated_and_the_rest_renewed_in_the_same_window() {
+    let cloud = Cloud::start();
+    let mut hosts = Vec::new();
+    let mut csv =
+        String::from("dedicated_host_id,region_id,expired_time,charge_type,renewal_status\n");
+    for i in 0..20 {
+        hosts.push(json!({"DedicatedHostId": format!("dh-b{i:02}"), "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2026-12-10T16:00Z"}));
+        csv.push_str(&format!(
+            "dh-b{i:02},cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal\n"
+        ));
+    }
+    cloud.add(Value::Array(hosts));
+    cloud.faults(1, json!([{"action": "RenewDedicatedHosts", "hosts": ["dh-b13"], "kind": "error", "status": 403, "code": "IncorrectHostStatus"}]));
+    let env = cloud.env("");
+    env.import(&csv);
+    let r = tick(&cloud, &env, &day(3));
+    assert_eq!(r["renewed"].as_array().unwrap().len(), 19, "{r}");
+    assert_eq!(r["failed"], json!(["dh-b13"]));
+    let ledger = ledger_by_host(&cloud);
+    assert_eq!(ledger.len(), 19);
+    assert!(ledger.values().all(|v| v.len() == 1));
+    // The failed host is tried again in the next window, alone, with a new token.
+    cloud.faults(1, json!([]));
+    let r = tick(&cloud, &env, &day(4));
+    assert_eq!(r["renewed"], json!(["dh-b13"]));
+    assert_eq!(ledger_by_host(&cloud).len(), 20);
+}
+
+#[test]
+fn a_pass_twice_in_one_window_sends_nothing_twice_and_dry_run_sends_nothing() {
+    let cloud = Cloud::start();
+    cloud.add(cloud_fleet());
+    let env = cloud.env("");
+    env.import(FLEET);
+    let dry = env.json(&["tick", "--at", &day(2), "--dry-run", "--json"]);
+    assert_eq!(dry["due"], json!(["dh-auto-1", "dh-auto-2", "dh-never"]));
+    assert!(cloud.ledger().is_empty(), "dry run sends nothing");
+    tick(&cloud, &env, &day(2));
+    let again = tick(&cloud, &env, &day(2).replace("08:00:00", "09:30:00"));
+    assert!(again["due"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(
+        cloud.ledger().len(),
+        3,
+        "dh-never has no payment fault here, so three renewed"
+    );
+    // Renewed by hand outside ddh-renewd: recorded, not sent.
+    cloud.emu().with_state(|s| {
+        let h = s.hosts.get_mut("dh-auto-3").unwrap();
+        h.host.expired_time = ddh_renewd::domain::time::parse_instant("2027-01-14T16:00Z").unwrap();
+    });
+    let r = tick(&cloud, &env, &day(6));
+    assert_eq!(r["already_renewed"], json!(["dh-auto-3"]));
+    assert_eq!(
+        r["renewed"],
+        json!(["dh-poor"]),
+        "due since Dec 4, renewed at this pass"
+    );
+    assert!(
+        cloud
+            .ledger()
+            .iter()
+            .all(|e| e["DedicatedHostId"] != "dh-auto-3"),
+        "nothing sent for the host renewed by hand"
+    );
+}
+
+#[test]
+fn manual_renew_validates_then_goes_through_the_engine() {
+    let cloud = Cloud::start();
+    cloud.add(cloud_fleet());
+    let env = cloud.env("");
+    env.import(FLEET);
+    let r = env
+        .run(&[
+            "renew",
+            "--region",
+            "cn-hangzhou",
+            "--ids",
+            "dh-normal,dh-post",
+            "--period",
+            "1",
+        ])
+        .expect(3);
+    assert!(
+        r.stderr.starts_with("ChargeTypeViolation: "),
+        "{}",
+        r.stderr
+    );
+    let r = env
+        .run(&[
+            "renew",
+            "--region",
+            "cn-hangzhou",
+            "--ids",
+            "dh-normal",
+            "--period",
+            "10",
+        ])
+        .expect(3);
+    assert!(
+        r.stderr.starts_with("InvalidPeriod: ")
+            && r.stderr
+                .contains("1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 24, 36, 48, 60"),
+        "{}",
+        r.stderr
+    );
+    assert!(cloud.ledger().is_empty());
+    let out = env.json(&[
+        "renew",
+        "--region",
+        "cn-hangzhou",
+        "--ids",
+        "dh-normal",
+        "--period",
+        "2",
+        "--client-token",
+        "ops-ticket-4711",
+        "--json",
+    ]);
+    assert_eq!(out["renewed"], json!(["dh-normal"]));
+    let l = cloud.ledger();
+    assert_eq!(
+        (l.len(), l[0]["ClientToken"].as_str()),
+        (1, Some("ops-ticket-4711"))
+    );
+    assert_eq!(l[0]["ExpiredTimeAfter"], "2027-02-08T16:00Z");
+    let show = env.json(&["hosts", "show", "dh-normal", "--json"]);
+    assert_eq!(show["host"]["expired_time"], "2027-02-08T16:00:00Z");
+    // The same ticket again is refused rather than paid twice.
+    let r = env.run(&[
+        "renew",
+        "--region",
+        "cn-hangzhou",
+        "--ids",
+        "dh-normal",
+        "--period",
+        "2",
+        "--client-token",
+        "ops-ticket-4711",
+    ]);
+    assert_ne!(r.code, 0);
+    assert_eq!(cloud.ledger().len(), 1);
+}
+
+#[test]
+fn one_actor_per_database() {
+    let cloud = Cloud::start();
+    let env = cloud.env("");
+    env.import(FLEET);
+    let lock = ddh_renewd::engine::ActorLock::acquire(&env.db).unwrap();
+    let r = env.run(&["tick", "--at", &day(2)]).expect(1);
+    assert!(
+        r.stderr.contains("already acting on")
+            && r.stderr.contains(&std::process::id().to_string()),
+        "{}",
+        r.stderr
+    );
+    drop(lock);
+    env.run(&["tick", "--at", &day(2)]).expect(0);
+}
