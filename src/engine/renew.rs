@@ -245,98 +245,122 @@ impl Engine {
         Ok(r)
     }
 
-    /// Step 1: every attempt without an outcome is settled before anything else touches its hosts.
+    /// Step 1: every attempt without an outcome is settled before anything else touches its
+    /// hosts. Their hosts are re-read in bulk per region; attempts whose expiry moved (or whose
+    /// cycle lapsed, or whose hosts are gone) are settled from that; the rest are re-sent with
+    /// their own ClientToken, concurrently.
     async fn resolve_unknown(
         &self,
         report: &Shared,
         stop: &Arc<AtomicBool>,
     ) -> Result<(), EngineError> {
-        for attempt in self.store.unresolved_attempts().await? {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let ids: Vec<HostId> = attempt.hosts.iter().map(|(id, _)| id.clone()).collect();
-            let cloud = match self.read_cloud(&attempt.region_id, &ids).await {
+        let unresolved = self.store.unresolved_attempts().await?;
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        let mut by_region: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
+        for a in unresolved {
+            by_region.entry(a.region_id.clone()).or_default().push(a);
+        }
+        let mut resend = Vec::new();
+        for (region, attempts) in by_region {
+            let mut ids: Vec<HostId> = attempts
+                .iter()
+                .flat_map(|a| a.hosts.iter().map(|(id, _)| id.clone()))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let cloud = match self.read_cloud(&region, &ids).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.note_unreadable(&e, report, stop).await?;
-                    push(report, |r| r.unresolved += 1);
+                    push(report, |r| r.unresolved += attempts.len());
                     continue;
                 }
             };
-            self.store
-                .record_event(
-                    attempt.attempt_id,
-                    Event {
-                        kind: "resolve",
-                        http_status: None,
-                        code: None,
-                        message: Some("re-read expiry after an unknown outcome"),
-                        request_id: None,
-                    },
-                    self.now(),
-                )
-                .await?;
             let now = self.now();
-            let moved = attempt
-                .hosts
-                .iter()
-                .any(|(id, cycle)| cloud.get(id.as_str()).is_some_and(|c| c.expiry > *cycle));
-            let all_lapsed = attempt.hosts.iter().all(|(_, cycle)| *cycle <= now);
-            if moved
-                || all_lapsed
-                || attempt
+            for attempt in attempts {
+                self.store
+                    .record_event(
+                        attempt.attempt_id,
+                        Event {
+                            kind: "resolve",
+                            http_status: None,
+                            code: None,
+                            message: Some("re-read expiry after an unknown outcome"),
+                            request_id: None,
+                        },
+                        now,
+                    )
+                    .await?;
+                let moved = attempt
                     .hosts
                     .iter()
-                    .all(|(id, _)| !cloud.contains_key(id.as_str()))
-            {
-                let results = self.settle(&attempt, &cloud, now, None);
-                let outcome = if moved {
-                    "renewed"
-                } else if all_lapsed {
-                    "lapsed"
+                    .any(|(id, cycle)| cloud.get(id.as_str()).is_some_and(|c| c.expiry > *cycle));
+                let all_lapsed = attempt.hosts.iter().all(|(_, cycle)| *cycle <= now);
+                let all_gone = attempt
+                    .hosts
+                    .iter()
+                    .all(|(id, _)| !cloud.contains_key(id.as_str()));
+                if moved || all_lapsed || all_gone {
+                    let results = self.settle(&attempt, &cloud, now, None);
+                    let outcome = if moved {
+                        "renewed"
+                    } else if all_lapsed {
+                        "lapsed"
+                    } else {
+                        "host_gone"
+                    };
+                    self.finish(
+                        &attempt,
+                        Outcome {
+                            outcome,
+                            http_status: None,
+                            code: None,
+                            message: Some("resolved by re-reading the expiry"),
+                            request_id: None,
+                        },
+                        results,
+                        0,
+                        report,
+                    )
+                    .await?;
+                    move_last_to_resolved(report);
                 } else {
-                    "host_gone"
-                };
-                self.finish(
-                    &attempt,
-                    Outcome {
-                        outcome,
-                        http_status: None,
-                        code: None,
-                        message: Some("resolved by re-reading the expiry"),
-                        request_id: None,
-                    },
-                    results,
-                    0,
-                    report,
-                )
-                .await?;
-                push(report, |r| {
-                    if let Some(a) = r.attempts.pop() {
-                        r.resolved.push(a);
+                    resend.push(attempt);
+                }
+            }
+        }
+        // Unchanged and not lapsed: the same request with the same token again.
+        let deadline = Instant::now() + self.cfg.in_window_retry;
+        let sem = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for attempt in resend {
+            let this = self.clone_handle();
+            let (report, stop, sem) = (report.clone(), stop.clone(), sem.clone());
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let resolved: Shared = Arc::new(Mutex::new(PassReport::default()));
+                let r = this
+                    .execute(attempt, resolved.clone(), stop, deadline)
+                    .await;
+                let sub = take(resolved);
+                push(&report, |main| {
+                    main.resolved.extend(sub.attempts);
+                    main.renewed.extend(sub.renewed);
+                    main.failed.extend(sub.failed);
+                    main.lapsed.extend(sub.lapsed);
+                    main.gone.extend(sub.gone);
+                    main.notices += sub.notices;
+                    main.unresolved += sub.unresolved;
+                    if main.config_error.is_none() {
+                        main.config_error = sub.config_error;
                     }
                 });
-                continue;
-            }
-            // Unchanged and not lapsed: send the same request with the same token again.
-            let before = len(&take_clone(report).attempts);
-            self.execute(
-                attempt,
-                report.clone(),
-                stop.clone(),
-                Instant::now() + self.cfg.in_window_retry,
-            )
-            .await?;
-            push(report, |r| {
-                if r.attempts.len() as i64 > before
-                    && let Some(a) = r.attempts.pop()
-                {
-                    r.resolved.push(a);
-                }
+                r
             });
         }
-        Ok(())
+        join_all(tasks).await
     }
 
     /// Step 2: cycles whose expiry passed without a renewal lapse (after one more look).
@@ -469,20 +493,7 @@ impl Engine {
                 });
             }
         }
-        let mut first_err = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => tracing::error!(error = %e, "a batch task failed"),
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        join_all(tasks).await
     }
 
     fn clone_handle(&self) -> Engine {
@@ -1232,8 +1243,33 @@ fn take(report: Shared) -> PassReport {
     }
 }
 
-fn take_clone(report: &Shared) -> PassReport {
-    report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+/// Moves the attempt just finished from `attempts` to `resolved` in the report.
+fn move_last_to_resolved(report: &Shared) {
+    push(report, |r| {
+        if let Some(a) = r.attempts.pop() {
+            r.resolved.push(a);
+        }
+    });
+}
+
+/// Waits for every task; the first error wins, a panicked task is logged.
+async fn join_all(
+    mut tasks: tokio::task::JoinSet<Result<(), EngineError>>,
+) -> Result<(), EngineError> {
+    let mut first_err = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(error = %e, "a batch task failed"),
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn len<T>(v: &[T]) -> i64 {

@@ -35,7 +35,7 @@ impl Cloud {
     /// An Env whose config points at this emulator; `extra` is appended to `[ecs]`.
     pub fn env(&self, extra: &str) -> Env {
         Env::with_config(&format!(
-            "[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\", \"cn-shanghai\"]\ntimeout = \"2s\"\n{extra}",
+            "[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\", \"cn-shanghai\"]\n{extra}",
             self.emu().endpoint()
         ))
     }
