@@ -11,4 +11,5 @@ pub mod emulator;
 pub mod engine;
 pub mod error;
 pub mod import;
+pub mod scheduler;
 pub mod store;

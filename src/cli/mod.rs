@@ -9,6 +9,7 @@ mod hosts;
 mod output;
 mod plan;
 mod policy;
+mod run;
 mod sync;
 mod tick;
 
@@ -48,6 +49,8 @@ pub enum Command {
     /// Renewal policies with the meaning of ModifyDedicatedHostAutoRenewAttribute.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// The daemon: window passes at the configured time, catch-up, safety passes.
+    Run,
     /// Run one window pass as of --at (default now) and exit.
     Tick(tick::TickArgs),
     /// Renew hosts now (RenewDedicatedHosts semantics), through the exactly-once machinery.
@@ -103,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Hosts(cmd) => hosts::run(&config, cmd).await,
         Command::Policy(cmd) => policy::run(&config, cmd).await,
         Command::Sync(args) => sync::run(&config, &args).await,
+        Command::Run => run::run(&config).await,
         Command::Tick(args) => tick::tick(&config, &args).await,
         Command::Renew(args) => tick::renew(&config, &args).await,
         Command::Audit(cmd) => audit::run(&config, cmd).await,

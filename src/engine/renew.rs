@@ -116,6 +116,8 @@ pub struct Engine {
     client: Arc<EcsClient>,
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
+    /// Set on SIGTERM: no new sends; in-flight calls finish and are recorded.
+    shutdown: Arc<AtomicBool>,
 }
 
 /// The cloud's view of a host, as re-read before and after an attempt.
@@ -137,7 +139,17 @@ impl Engine {
             client,
             cfg,
             clock,
+            shutdown: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The flag that stops new sends (in-flight calls finish and are recorded).
+    pub fn shutdown_handle(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
     }
 
     pub fn store(&self) -> &Store {
@@ -150,6 +162,22 @@ impl Engine {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Does the window a pass run now belongs to still need a pass: not run yet, or (for the
+    /// safety pass) hosts due in it, attempts unresolved, or cycles lapsing?
+    pub async fn needs_pass(&self, only_if_not_run: bool) -> Result<bool, EngineError> {
+        let now = self.now();
+        let window = self.cfg.schedule.window_at_or_before(now);
+        if !self.store.window_was_run(window).await? {
+            return Ok(true);
+        }
+        if only_if_not_run {
+            return Ok(false);
+        }
+        Ok(!self.store.due_hosts(window).await?.is_empty()
+            || !self.store.unresolved_attempts().await?.is_empty()
+            || !self.store.lapsing_hosts(now).await?.is_empty())
     }
 
     /// The window a pass run now belongs to.
@@ -219,7 +247,9 @@ impl Engine {
         self.reminders(window, &report).await?;
 
         let r = take(report);
-        let result = if r.config_error.is_some() {
+        let result = if self.shutdown.load(Ordering::SeqCst) {
+            "interrupted"
+        } else if r.config_error.is_some() {
             "config_error"
         } else if !r.failed.is_empty() || r.unresolved > 0 {
             "failures"
@@ -474,7 +504,7 @@ impl Engine {
                     (report.clone(), stop.clone(), sem.clone(), region.clone());
                 tasks.spawn(async move {
                     let _permit = sem.acquire_owned().await;
-                    if stop.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) || this.shutdown.load(Ordering::SeqCst) {
                         return Ok(());
                     }
                     this.batch(
@@ -502,6 +532,7 @@ impl Engine {
             client: self.client.clone(),
             cfg: self.cfg.clone(),
             clock: self.clock.clone(),
+            shutdown: self.shutdown.clone(),
         }
     }
 
@@ -627,8 +658,8 @@ impl Engine {
             let ids: Vec<HostId> = attempt.hosts.iter().map(|(id, _)| id.clone()).collect();
             let mut sends = 0u32;
             loop {
-                if stop.load(Ordering::SeqCst) {
-                    // Another batch hit a configuration error: leave this one unresolved.
+                if stop.load(Ordering::SeqCst) || self.shutdown.load(Ordering::SeqCst) {
+                    // A configuration error elsewhere, or shutdown: leave this one unresolved.
                     push(&report, |r| r.unresolved += 1);
                     return Ok(());
                 }

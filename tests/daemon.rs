@@ -1,0 +1,136 @@
+//! `run`, the daemon, as a real process: catch-up of a missed window at start, no second run of
+//! the same window after a restart, and a clean exit on SIGTERM.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::cloud::Cloud;
+use common::{Env, TEST_KEY_ID, TEST_SECRET, bin};
+use serde_json::{Value, json};
+
+fn start(env: &Env) -> Child {
+    Command::new(bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
+        .env("DDH_RENEWD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run")
+}
+
+/// SIGTERM, then wait (bounded) for a clean exit.
+fn stop(mut child: Child) -> String {
+    let pid = child.id().to_string();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            assert!(status.success(), "run exited with {status}: {err}");
+            return err;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("run did not exit within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn windows(env: &Env) -> Vec<Value> {
+    env.json(&["audit", "windows", "--json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_missed_window_runs_at_start_and_only_once() {
+    let cloud = Cloud::start();
+    let now = Utc::now();
+    // The daemon was "down at the window time": today's window was two hours ago.
+    let time = (now - chrono::Duration::hours(2))
+        .format("%H:%M:%S")
+        .to_string();
+    let expiry = (now + chrono::Duration::days(3))
+        .format("%Y-%m-%dT16:00Z")
+        .to_string();
+    let mut hosts = Vec::new();
+    let mut csv =
+        String::from("dedicated_host_id,region_id,expired_time,charge_type,renewal_status\n");
+    for i in 0..5 {
+        hosts.push(json!({"DedicatedHostId": format!("dh-c{i}"), "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": expiry}));
+        csv.push_str(&format!(
+            "dh-c{i},cn-hangzhou,{expiry},PrePaid,AutoRenewal\n"
+        ));
+    }
+    cloud.add(Value::Array(hosts));
+    let env = cloud.env(&format!(
+        "[schedule]\ntimezone = \"UTC\"\ntime = \"{time}\"\nsafety_interval = \"1h\""
+    ));
+    env.import(&csv);
+
+    let daemon = start(&env);
+    let t0 = Instant::now();
+    while windows(&env).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the missed window did not run at start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = stop(daemon);
+    let w = windows(&env);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["trigger"], "catch_up");
+    assert_eq!(w[0]["renewed"], 5);
+    assert_eq!(cloud.ledger().len(), 5);
+    assert!(log.contains("scheduler started"), "{log}");
+
+    // Started again the same day: the window is not run twice.
+    let daemon = start(&env);
+    std::thread::sleep(Duration::from_secs(3));
+    stop(daemon);
+    assert_eq!(windows(&env).len(), 1);
+    assert_eq!(cloud.ledger().len(), 5);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_exits() {
+    let cloud = Cloud::start();
+    let env = cloud.env("[schedule]\ncatch_up = false");
+    env.import("dedicated_host_id,region_id,expired_time,charge_type\ndh-x,cn-hangzhou,2027-06-01T16:00Z,PrePaid\n");
+    let first = start(&env);
+    std::thread::sleep(Duration::from_millis(800));
+    let second = Command::new(bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
+        .output()
+        .expect("second run");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("already acting on") && err.contains(&first.id().to_string()),
+        "{err}"
+    );
+    stop(first);
+}
