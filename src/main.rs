@@ -6,10 +6,16 @@ use ddh_renewd::error::Error;
 
 fn main() {
     let cli = Cli::parse();
+    // The demo prints its own timeline; everything else logs warnings (notices) by default.
+    let default = match cli.command {
+        cli::Command::Demo(_) => "error",
+        cli::Command::Run | cli::Command::Emulator(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DDH_RENEWD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();

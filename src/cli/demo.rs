@@ -1,115 +1,394 @@
-//! `demo`: a self-contained run on embedded defaults. It builds a temporary database from the
-//! sample fleet shipped in `config/sample-hosts.csv`, changes one policy, and shows the plan at a
-//! fixed instant — no config, network or credentials needed.
+//! `demo`: a self-contained run on embedded defaults. An in-process emulator holds 30 hosts with
+//! mixed policies, units and expiries; `sync` pulls them in, policies are set, and the engine
+//! runs at 08:00 UTC+8 on each of 15 virtual days with faults on (dropped answers, errors after
+//! the charge, one host that never pays, one that fails twice then pays). It prints a timeline
+//! and the audit summary, and checks the emulator's ledger: every renewal exactly once.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
 use clap::Args;
+use serde_json::{Value, json};
 
-use super::output::{self, or_dash};
+use super::output;
+use crate::config::Config;
 use crate::domain::policy::PolicyRequest;
+use crate::ecs::{ClientOptions, Credentials, EcsClient, RetryPolicy};
+use crate::emulator::state::FaultRule;
+use crate::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
+use crate::engine::sync::sync;
+use crate::engine::{Clock, Engine, EngineConfig, SettableClock};
 use crate::error::{Error, Result};
-use crate::import;
-use crate::store::{Source, Store};
+use crate::store::{AuditKind, Source, Store};
 
-const SAMPLE: &str = include_str!("../../config/sample-hosts.csv");
-const DEFAULT_AT: &str = "2026-12-04T09:00:00+08:00";
+const START: &str = "2026-12-01T08:00:00+08:00";
+const DAYS: i64 = 15;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The instant to plan at.
-    #[arg(long, value_parser = super::parse_at, default_value = DEFAULT_AT)]
-    pub at: DateTime<Utc>,
+    /// Seed for the injected faults.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+fn runtime(e: impl std::fmt::Display) -> Error {
+    Error::Runtime(format!("demo: {e}"))
+}
+
+/// The fleet: (id, region, expiry, charge, policy status, duration, unit).
+fn fleet() -> Vec<(
+    String,
+    &'static str,
+    String,
+    &'static str,
+    &'static str,
+    i64,
+    &'static str,
+)> {
+    let mut v = Vec::new();
+    let units = [
+        (1, "Month"),
+        (1, "Year"),
+        (2, "Week"),
+        (3, "Month"),
+        (6, "Month"),
+        (1, "Week"),
+    ];
+    for i in 0..20 {
+        let region = if i % 3 == 0 {
+            "cn-shanghai"
+        } else {
+            "cn-hangzhou"
+        };
+        let (n, unit) = units[i % units.len()];
+        // Expiries from Dec 4 to Dec 23 (UTC+8 midnights), one at 09:00 UTC+8.
+        let expiry = if i == 5 {
+            "2026-12-11T01:00Z".to_owned()
+        } else {
+            format!("2026-12-{:02}T16:00Z", 3 + i)
+        };
+        v.push((
+            format!("dh-auto-{i:02}"),
+            region,
+            expiry,
+            "PrePaid",
+            "AutoRenewal",
+            n,
+            unit,
+        ));
+    }
+    for i in 0..4 {
+        v.push((
+            format!("dh-manual-{i}"),
+            "cn-hangzhou",
+            format!("2026-12-{:02}T16:00Z", 6 + 2 * i),
+            "PrePaid",
+            "Normal",
+            1,
+            "Month",
+        ));
+    }
+    for i in 0..2 {
+        v.push((
+            format!("dh-norenew-{i}"),
+            "cn-hangzhou",
+            format!("2026-12-{:02}T16:00Z", 8 + i),
+            "PrePaid",
+            "NotRenewal",
+            1,
+            "Month",
+        ));
+    }
+    for i in 0..2 {
+        v.push((
+            format!("dh-payg-{i}"),
+            "cn-shanghai",
+            "2999-09-08T16:00Z".to_owned(),
+            "PostPaid",
+            "",
+            0,
+            "",
+        ));
+    }
+    v.push((
+        "dh-broke".to_owned(),
+        "cn-hangzhou",
+        "2026-12-09T16:00Z".to_owned(),
+        "PrePaid",
+        "AutoRenewal",
+        1,
+        "Month",
+    ));
+    v.push((
+        "dh-late-payer".to_owned(),
+        "cn-hangzhou",
+        "2026-12-12T16:00Z".to_owned(),
+        "PrePaid",
+        "AutoRenewal",
+        1,
+        "Month",
+    ));
+    v
 }
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
-    let dir = tempfile::tempdir()
-        .map_err(|e| Error::Runtime(format!("cannot make a temporary directory: {e}")))?;
+    let wall = Instant::now();
+    let dir = tempfile::tempdir().map_err(runtime)?;
     let db = dir.path().join("demo.db");
-    let config = crate::config::Config::default();
-    let schedule = config.schedule.schedule();
-    let store = Store::open(&db, schedule).await?;
+    let emu = Emulator::start(
+        "127.0.0.1:0".parse().map_err(runtime)?,
+        EmulatorConfig::test(),
+    )
+    .await
+    .map_err(runtime)?;
+    let result = demo(&emu, &db, args.seed, wall).await;
+    emu.stop().await;
+    result
+}
 
-    println!("ddh-renewd demo — temporary database {}", db.display());
+async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) -> Result<()> {
+    let mut config = Config::default();
+    config.database.path = db.to_owned();
+    config.ecs.endpoint = emu.endpoint();
+    config.ecs.regions = vec!["cn-hangzhou".into(), "cn-shanghai".into()];
+    config.ecs.timeout = std::time::Duration::from_secs(2);
+    config.schedule.in_window_retry = std::time::Duration::from_secs(20);
+    let schedule = config.schedule.schedule();
+    let start: DateTime<Utc> = crate::domain::time::parse_instant(START).map_err(runtime)?;
+
     println!(
-        "schedule: windows at {} {}, from {} days before expiry\n",
-        schedule.time.format("%H:%M:%S"),
+        "ddh-renewd demo: an in-process ECS emulator at {}, a temporary database, 15 virtual days.",
+        emu.endpoint()
+    );
+    println!(
+        "Windows at {} {}, from {} days before expiry; faults on (seed {seed}).\n",
+        schedule.time.format("%H:%M"),
         schedule.tz,
         schedule.lead_days
     );
 
-    let inputs = import::parse(SAMPLE).map_err(|source| Error::Import {
-        file: "sample-hosts.csv".into(),
-        source,
-    })?;
-    let s = store
-        .upsert_hosts(
-            &inputs,
-            "hosts_import",
-            Source::Import,
-            "embedded sample-hosts.csv",
-            args.at,
-        )
-        .await?;
-    println!(
-        "1. imported the sample fleet: {} hosts, {} with an explicit policy",
-        s.added, s.policies_changed
-    );
+    // The cloud.
+    let hosts: Vec<Value> = fleet()
+        .iter()
+        .map(|(id, region, expiry, charge, _, _, _)| json!({"DedicatedHostId": id, "RegionId": region, "ChargeType": charge, "ExpiredTime": expiry}))
+        .collect();
+    emu.add_hosts(&Value::Array(hosts)).map_err(runtime)?;
+    emu.with_state(|s| s.clock_offset = start - Utc::now());
+    let rules: Vec<FaultRule> = serde_json::from_value(json!([
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-broke"], "kind": "error", "status": 400, "code": "InsufficientBalance"},
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-late-payer"], "kind": "error", "status": 400, "code": "InsufficientBalance", "count": 2},
+        {"action": "RenewDedicatedHosts", "kind": "apply_then_drop", "probability": 0.15},
+        {"action": "RenewDedicatedHosts", "kind": "error", "probability": 0.15, "status": 503, "code": "ServiceUnavailable"}
+    ]))
+    .map_err(runtime)?;
+    emu.with_state(|s| s.set_faults(seed, rules));
 
-    let req = PolicyRequest {
-        region_id: "cn-hangzhou".into(),
-        ids: vec!["dh-demo-05".into(), "dh-demo-07".into()],
-        renewal_status: Some("AutoRenewal".into()),
-        duration: Some(6),
-        ..Default::default()
+    // The daemon's side: sync, then policies as an operator would set them.
+    let store = Store::open(db, schedule).await?;
+    let opts = ClientOptions {
+        endpoint: config.ecs.endpoint.clone(),
+        timeout: config.ecs.timeout,
+        quota_per_minute: config.ecs.quota_per_minute,
+        retry: RetryPolicy::default(),
     };
-    match store.set_policy(&req, Source::Cli, args.at).await {
-        Err(e) => println!(
-            "2. policy set AutoRenewal 6 Month on dh-demo-05,dh-demo-07 -> refused, nothing applied:\n   {}",
-            Error::from(e)
-        ),
-        Ok(_) => {
-            return Err(Error::Runtime(
-                "demo: a PostPaid host unexpectedly took a policy".into(),
-            ));
+    let client = Arc::new(
+        EcsClient::new(
+            &opts,
+            Credentials::new(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
+        )
+        .map_err(runtime)?,
+    );
+    let clock = Arc::new(SettableClock::new(start - Duration::days(1)));
+    let report = sync(&store, &client, &config.ecs.regions, false, || clock.now())
+        .await
+        .map_err(runtime)?;
+    let pulled: usize = report.regions.iter().map(|r| r.added).sum();
+    println!(
+        "sync: {pulled} hosts pulled from 2 regions in {} calls",
+        report.calls.values().sum::<u64>()
+    );
+    let mut groups: BTreeMap<(&str, &str, i64, &str), Vec<String>> = BTreeMap::new();
+    for (id, region, _, charge, status, n, unit) in fleet() {
+        if charge == "PrePaid" {
+            groups
+                .entry((region, status, n, unit))
+                .or_default()
+                .push(id);
         }
     }
-    let req = PolicyRequest {
-        ids: vec!["dh-demo-05".into()],
-        ..req
-    };
-    let o = store.set_policy(&req, Source::Cli, args.at).await?;
+    for ((region, status, n, unit), ids) in &groups {
+        let req = PolicyRequest {
+            region_id: (*region).to_owned(),
+            ids: ids.clone(),
+            renewal_status: Some((*status).to_owned()),
+            duration: Some(*n),
+            period_unit: Some((*unit).to_owned()),
+            ..Default::default()
+        };
+        store.set_policy(&req, Source::Cli, clock.now()).await?;
+    }
     println!(
-        "3. policy set AutoRenewal 6 Month on dh-demo-05 -> {} changed (op {})\n",
-        o.changed.len(),
-        o.op_id
+        "policy set: {} groups (AutoRenewal, Normal, NotRenewal; Week, Month, Year)\n",
+        groups.len()
     );
 
-    println!("4. plan at {}:", output::zoned(args.at, schedule.tz));
-    let records = store.hosts(false).await?;
-    let entries = super::plan::build(&records, &Default::default(), &schedule, args.at, None);
-    super::plan::print(&entries, &schedule, false)?;
+    let engine = Engine::new(
+        store.clone(),
+        client.clone(),
+        EngineConfig::from_config(&config),
+        clock.clone(),
+    );
+    println!("{:<23}  what happened", "window");
+    for d in 0..DAYS {
+        let at = start + Duration::days(d);
+        clock.set(at);
+        emu.with_state(|s| s.clock_offset = at - Utc::now());
+        let r = engine.pass("tick", false).await.map_err(runtime)?;
+        let sends: u64 = r
+            .attempts
+            .iter()
+            .chain(&r.resolved)
+            .map(|a| u64::from(a.sends))
+            .sum();
+        let attempts = r.attempts.len() + r.resolved.len();
+        let mut parts = Vec::new();
+        if !r.renewed.is_empty() {
+            parts.push(format!(
+                "renewed {} [{}]",
+                r.renewed.len(),
+                short(&r.renewed)
+            ));
+        }
+        if sends > attempts as u64 {
+            parts.push(format!(
+                "{} re-sends with the same ClientToken",
+                sends - attempts as u64
+            ));
+        }
+        let failed: Vec<String> = r
+            .attempts
+            .iter()
+            .filter(|a| a.outcome == "failed")
+            .flat_map(|a| {
+                a.hosts
+                    .iter()
+                    .map(|h| format!("{h} ({})", a.code.as_deref().unwrap_or("?")))
+            })
+            .collect();
+        if !failed.is_empty() {
+            parts.push(format!("failed {}", failed.join(", ")));
+        }
+        let splits = r.attempts.iter().filter(|a| a.outcome == "split").count();
+        if splits > 0 {
+            parts.push(format!(
+                "{splits} batch split(s) to isolate the failing host"
+            ));
+        }
+        if !r.already_renewed.is_empty() {
+            parts.push(format!("already renewed {}", short(&r.already_renewed)));
+        }
+        if !r.lapsed.is_empty() {
+            parts.push(format!("LAPSED {}", r.lapsed.join(", ")));
+        }
+        if r.notices > 0 {
+            parts.push(format!("{} notice(s)", r.notices));
+        }
+        if parts.is_empty() {
+            parts.push("nothing due".into());
+        }
+        println!(
+            "{:<23}  {}",
+            output::local_short(at, schedule.tz),
+            parts.join("; ")
+        );
+    }
 
-    println!("\n5. policy history (v_policy_changes):");
-    let changes = store.policy_changes(None).await?;
-    let rows: Vec<Vec<String>> = changes
+    // The audit summary, from the views auditors query.
+    println!("\naudit summary (v_attempts, v_notices, v_windows):");
+    let (_, attempts) = store.audit(AuditKind::Attempts, None, None).await?;
+    let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
+    for row in &attempts {
+        if let Some(o) = row.get(15).and_then(Value::as_str) {
+            *by_outcome.entry(o.to_owned()).or_default() += 1;
+        }
+    }
+    let ids: std::collections::BTreeSet<i64> = attempts
         .iter()
-        .map(|c| {
-            vec![
-                c.change_id.to_string(),
-                c.host_id.clone(),
-                or_dash(c.old_renewal_status.clone()),
-                format!(
-                    "{} {} {}",
-                    c.new_renewal_status, c.new_duration, c.new_period_unit
-                ),
-                c.source.clone(),
-            ]
-        })
+        .filter_map(|r| r.first().and_then(Value::as_i64))
         .collect();
-    output::table(&["CHANGE", "HOST", "OLD", "NEW", "SOURCE"], &rows);
+    println!(
+        "  attempts: {} ({} host rows) — {}",
+        ids.len(),
+        attempts.len(),
+        fmt_counts(&by_outcome)
+    );
+    let (_, notices) = store.audit(AuditKind::Notices, None, None).await?;
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &notices {
+        if let Some(k) = n.get(3).and_then(Value::as_str) {
+            *kinds.entry(k.to_owned()).or_default() += 1;
+        }
+    }
+    println!("  notices: {}", fmt_counts(&kinds));
+    let (_, windows) = store.audit(AuditKind::Windows, None, None).await?;
+    println!("  window runs: {}", windows.len());
+    let (ledger, tokens_ok) = emu.with_state(|s| {
+        let tokens: std::collections::HashSet<&str> = attempts
+            .iter()
+            .filter_map(|r| r.get(8).and_then(Value::as_str))
+            .collect();
+        let ok = s.ledger.iter().all(|e| {
+            e.client_token
+                .as_deref()
+                .is_some_and(|t| tokens.contains(t))
+        });
+        (s.ledger.clone(), ok)
+    });
+    // Exactly once per cycle: a host may renew again in a later cycle (weekly periods do).
+    let mut per_cycle: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for e in &ledger {
+        *per_cycle
+            .entry((e.dedicated_host_id.as_str(), e.expired_time_before.as_str()))
+            .or_default() += 1;
+    }
+    let hosts: std::collections::BTreeSet<&str> = per_cycle.keys().map(|(h, _)| *h).collect();
+    let twice = per_cycle.values().filter(|c| **c > 1).count();
+    println!(
+        "  emulator ledger: {} renewals = {} cycles of {} hosts; cycles renewed twice: {twice}; every ledger ClientToken written ahead: {}",
+        ledger.len(),
+        per_cycle.len(),
+        hosts.len(),
+        if tokens_ok { "yes" } else { "NO" }
+    );
+    let requests = emu.with_state(|s| s.log.len());
+    println!(
+        "  {} API requests, all V3-signed and verified by the emulator",
+        requests
+    );
     store.close().await;
     println!(
-        "\nThe database is removed on exit. Try it on your own inventory: `ddh-renewd hosts import FILE && ddh-renewd plan`."
+        "\ndone in {:.1} s. Query the same views on your own database: `sqlite3 -readonly ddh-renewd.db 'SELECT * FROM v_attempts'`.",
+        wall.elapsed().as_secs_f64()
     );
+    if twice > 0 || !tokens_ok {
+        return Err(Error::Runtime("demo: the exactly-once check failed".into()));
+    }
     Ok(())
+}
+
+fn short(ids: &[String]) -> String {
+    if ids.len() <= 4 {
+        ids.join(", ")
+    } else {
+        format!("{}, … +{}", ids[..3].join(", "), ids.len() - 3)
+    }
+}
+
+fn fmt_counts(m: &BTreeMap<String, usize>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -34,3 +34,33 @@ impl Clock for OffsetClock {
         Utc::now() + self.offset
     }
 }
+
+/// A virtual clock moved by hand (the demo's days), advancing with real time in between.
+pub struct SettableClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SettableClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        let c = Self {
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
+        };
+        c.set(at);
+        c
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        let ms = (at - Utc::now()).num_milliseconds();
+        self.offset_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for SettableClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::milliseconds(
+                self.offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+            )
+    }
+}

@@ -6,6 +6,6 @@ pub mod lock;
 pub mod renew;
 pub mod sync;
 
-pub use clock::{Clock, OffsetClock, SystemClock};
+pub use clock::{Clock, OffsetClock, SettableClock, SystemClock};
 pub use lock::ActorLock;
 pub use renew::{Engine, EngineConfig, PassReport};

@@ -7,11 +7,12 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{
-    ChangeRow, HostRecord, Source, Store, StoreError, commit, insert_host_changes, insert_notice,
-    insert_operation,
+    CHUNK, ChangeRow, HostRecord, Source, Store, StoreError, commit, insert_host_changes,
+    insert_notice, insert_notices, insert_operation,
 };
 use crate::domain::time::{parse_instant, to_db};
 use crate::domain::{ClientToken, HostId, Period, PeriodUnit, Schedule};
+use sqlx::{QueryBuilder, Sqlite};
 
 /// An attempt as written ahead of its request.
 #[derive(Debug, Clone, Serialize)]
@@ -267,52 +268,58 @@ impl Store {
         }
         let mut changes = Vec::new();
         let mut expiry_updates = Vec::new();
-        for r in results {
+        // Multi-row inserts: a batch of 100 hosts is a handful of statements, not hundreds.
+        for chunk in results.chunks(CHUNK) {
             if let Some(id) = attempt_id {
-                sqlx::query(
-                    "INSERT INTO host_outcomes (attempt_id, host_id, cycle, outcome, expiry_before, expiry_after, at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(id)
-                .bind(r.host_id.as_str())
-                .bind(to_db(r.cycle))
-                .bind(r.outcome)
-                .bind(to_db(r.cycle))
-                .bind(r.expiry_after.map(to_db))
-                .bind(&now_s)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("recording a host outcome"))?;
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO host_outcomes (attempt_id, host_id, cycle, outcome, expiry_before, expiry_after, at) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(id)
+                        .push_bind(r.host_id.as_str().to_owned())
+                        .push_bind(to_db(r.cycle))
+                        .push_bind(r.outcome)
+                        .push_bind(to_db(r.cycle))
+                        .push_bind(r.expiry_after.map(to_db))
+                        .push_bind(now_s.clone());
+                });
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sql("recording host outcomes"))?;
             }
-            if let Some(close) = r.close {
-                sqlx::query(
-                    "INSERT INTO cycle_closures (host_id, cycle, outcome, new_expiry, attempt_id, at)
-                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, cycle) DO NOTHING",
-                )
-                .bind(r.host_id.as_str())
-                .bind(to_db(r.cycle))
-                .bind(close)
-                .bind(r.expiry_after.map(to_db))
-                .bind(attempt_id)
-                .bind(&now_s)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("closing a cycle"))?;
+            let closing: Vec<&HostResult> = chunk.iter().filter(|r| r.close.is_some()).collect();
+            if !closing.is_empty() {
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO cycle_closures (host_id, cycle, outcome, new_expiry, attempt_id, at) ",
+                );
+                qb.push_values(&closing, |mut b, r| {
+                    b.push_bind(r.host_id.as_str().to_owned())
+                        .push_bind(to_db(r.cycle))
+                        .push_bind(r.close.unwrap_or("renewed"))
+                        .push_bind(r.expiry_after.map(to_db))
+                        .push_bind(attempt_id)
+                        .push_bind(now_s.clone());
+                });
+                qb.push(" ON CONFLICT (host_id, cycle) DO NOTHING");
+                qb.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::sql("closing cycles"))?;
             }
+        }
+        let notices: Vec<(String, String, &str, &str)> = results
+            .iter()
+            .filter_map(|r| {
+                r.notice
+                    .as_ref()
+                    .map(|(k, m)| (r.host_id.to_string(), to_db(r.cycle), *k, m.as_str()))
+            })
+            .collect();
+        insert_notices(&mut tx, &notices, &day, &now_s).await?;
+        for r in results {
             if let Some(after) = r.expiry_after.filter(|a| *a != r.cycle) {
                 expiry_updates.push((r.host_id.clone(), r.cycle, after));
-            }
-            if let Some((kind, message)) = &r.notice {
-                insert_notice(
-                    &mut tx,
-                    r.host_id.as_str(),
-                    &to_db(r.cycle),
-                    kind,
-                    &day,
-                    message,
-                    &now_s,
-                )
-                .await?;
             }
         }
         if !expiry_updates.is_empty() {

@@ -32,7 +32,7 @@ pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 bound variables for our widest table.
-const CHUNK: usize = 500;
+pub(crate) const CHUNK: usize = 500;
 
 /// Who made a change, as recorded in the audit tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -704,6 +704,44 @@ pub(crate) async fn insert_notice(
     let new = r.rows_affected() == 1;
     if new {
         tracing::warn!(host_id, cycle, kind, "{message}");
+    }
+    Ok(new)
+}
+
+/// Records many notices at once, each at most once per (host, cycle, kind, day); logs the new ones.
+pub(crate) async fn insert_notices(
+    tx: &mut Transaction<'static, Sqlite>,
+    notices: &[(String, String, &str, &str)],
+    day: &str,
+    now: &str,
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    for chunk in notices.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) ",
+        );
+        qb.push_values(chunk, |mut b, (host, cycle, kind, message)| {
+            b.push_bind(host.clone())
+                .push_bind(cycle.clone())
+                .push_bind(kind.to_string())
+                .push_bind(day.to_owned())
+                .push_bind(message.to_string())
+                .push_bind(now.to_owned());
+        });
+        qb.push(" ON CONFLICT (host_id, cycle, kind, day) DO NOTHING RETURNING host_id, cycle, kind, message");
+        let rows = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::sql("recording notices"))?;
+        for r in &rows {
+            let host: String = r.try_get(0).map_err(StoreError::sql("recording notices"))?;
+            let cycle: String = r.try_get(1).map_err(StoreError::sql("recording notices"))?;
+            let kind: String = r.try_get(2).map_err(StoreError::sql("recording notices"))?;
+            let message: String = r.try_get(3).map_err(StoreError::sql("recording notices"))?;
+            tracing::warn!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
+        }
+        new += rows.len();
     }
     Ok(new)
 }
