@@ -11,5 +11,6 @@ pub mod emulator;
 pub mod engine;
 pub mod error;
 pub mod import;
+pub mod ops;
 pub mod scheduler;
 pub mod store;

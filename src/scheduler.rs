@@ -8,10 +8,14 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::domain::time::to_db;
 use crate::engine::Engine;
+use crate::ops::{Health, systemd};
 
 /// How often the loop looks for a missed window.
 const GAP_CHECK: Duration = Duration::from_secs(60);
@@ -39,6 +43,7 @@ pub enum SchedulerError {
 pub async fn run(
     engine: Engine,
     cfg: SchedulerConfig,
+    health: Arc<Health>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), SchedulerError> {
     let schedule = engine.config().schedule;
@@ -67,43 +72,92 @@ pub async fn run(
     safety.tick().await; // the first tick is immediate; the start-up check below covers it
     let mut gap = tokio::time::interval(GAP_CHECK);
     gap.tick().await;
+    // Watchdog pings come from this loop (and from the wait on a running pass): if the loop
+    // hangs, systemd notices.
+    let wd_every = systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut wd = tokio::time::interval(wd_every);
     tokio::pin!(stop);
 
+    systemd::ready(&format!(
+        "started; next window {}",
+        to_db(schedule.next_window_instant(engine.now()))
+    ));
+    let ctx = Ctx {
+        engine: &engine,
+        health: &health,
+    };
     if cfg.catch_up {
-        maybe_pass(&engine, "catch_up", true).await?;
+        ctx.maybe_pass("catch_up", true, &mut wd).await?;
     }
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            Some(Wake::Cron) = rx.recv() => { maybe_pass(&engine, "cron", true).await?; }
-            _ = gap.tick(), if cfg.catch_up => { maybe_pass(&engine, "catch_up", true).await?; }
-            _ = safety.tick() => { maybe_pass(&engine, "safety", false).await?; }
+            _ = wd.tick() => systemd::watchdog(),
+            Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass("cron", true, &mut wd).await?; }
+            _ = gap.tick(), if cfg.catch_up => { ctx.maybe_pass("catch_up", true, &mut wd).await?; }
+            _ = safety.tick() => { ctx.maybe_pass("safety", false, &mut wd).await?; }
         }
         if shutdown.load(Ordering::SeqCst) {
             break;
         }
     }
+    systemd::stopping();
     shutdown.store(true, Ordering::SeqCst);
     let _ = cron.shutdown().await;
     tracing::info!("scheduler stopped");
     Ok(())
 }
 
-/// Runs a pass if the window needs one. `only_if_not_run`: the cron and catch-up wake-ups act
-/// only on a window not yet run; the safety pass also acts on leftovers within a run window.
-async fn maybe_pass(
-    engine: &Engine,
-    trigger: &str,
-    only_if_not_run: bool,
-) -> Result<(), SchedulerError> {
-    if engine.needs_pass(only_if_not_run).await? {
-        let r = engine.pass(trigger, false).await?;
+struct Ctx<'a> {
+    engine: &'a Engine,
+    health: &'a Health,
+}
+
+impl Ctx<'_> {
+    /// Runs a pass if the window needs one, pinging the watchdog while it runs. The cron and
+    /// catch-up wake-ups act only on a window not yet run; the safety pass also acts on
+    /// leftovers within a run window.
+    async fn maybe_pass(
+        &self,
+        trigger: &str,
+        only_if_not_run: bool,
+        wd: &mut tokio::time::Interval,
+    ) -> Result<(), SchedulerError> {
+        if !self.engine.needs_pass(only_if_not_run).await? {
+            return Ok(());
+        }
+        let pass = self.engine.pass(trigger, false);
+        tokio::pin!(pass);
+        let r = loop {
+            tokio::select! {
+                r = &mut pass => break r?,
+                _ = wd.tick() => systemd::watchdog(),
+            }
+        };
+        let result = if r.config_error.is_some() {
+            "config_error"
+        } else if r.failed.is_empty() {
+            "ok"
+        } else {
+            "failures"
+        };
+        self.health
+            .record_pass(&r.window, result, r.config_error.as_deref());
         if let Some(e) = &r.config_error {
             tracing::error!(
                 trigger,
                 "configuration error; nothing more is sent until it is fixed: {e}"
             );
         }
+        let schedule = self.engine.config().schedule;
+        systemd::status(&format!(
+            "last window {} {result}: {} due, {} renewed, {} failed; next window {}",
+            r.window,
+            r.due.len(),
+            r.renewed.len(),
+            r.failed.len(),
+            to_db(schedule.next_window_instant(self.engine.now()))
+        ));
+        Ok(())
     }
-    Ok(())
 }

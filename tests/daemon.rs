@@ -53,6 +53,14 @@ fn stop(mut child: Child) -> String {
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 fn windows(env: &Env) -> Vec<Value> {
     env.json(&["audit", "windows", "--json"])
         .as_array()
@@ -102,6 +110,7 @@ fn a_missed_window_runs_at_start_and_only_once() {
     assert_eq!(w[0]["renewed"], 5);
     assert_eq!(cloud.ledger().len(), 5);
     assert!(log.contains("scheduler started"), "{log}");
+    assert!(log.contains("metrics and health listening"), "{log}");
 
     // Started again the same day: the window is not run twice.
     let daemon = start(&env);
@@ -114,7 +123,10 @@ fn a_missed_window_runs_at_start_and_only_once() {
 #[test]
 fn a_second_daemon_on_the_same_database_exits() {
     let cloud = Cloud::start();
-    let env = cloud.env("[schedule]\ncatch_up = false");
+    let env = cloud.env(&format!(
+        "[schedule]\ncatch_up = false\n[metrics]\nlisten = \"127.0.0.1:{}\"",
+        free_port()
+    ));
     env.import("dedicated_host_id,region_id,expired_time,charge_type\ndh-x,cn-hangzhou,2027-06-01T16:00Z,PrePaid\n");
     let first = start(&env);
     std::thread::sleep(Duration::from_millis(800));

@@ -13,6 +13,22 @@ pub async fn run(config: &Config) -> Result<()> {
         ActorLock::acquire(&config.database.path).map_err(|e| Error::Runtime(e.to_string()))?;
     let engine = super::tick::engine(config, Arc::new(SystemClock)).await?;
     let store = engine.store().clone();
+    let health = Arc::new(crate::ops::Health::default());
+    let ops = crate::ops::OpsState {
+        store: store.clone(),
+        health: health.clone(),
+        client: engine.client_handle(),
+        schedule: config.schedule.schedule(),
+    };
+    let (addr, listener) = crate::ops::serve(config.metrics.listen, ops)
+        .await
+        .map_err(|e| {
+            Error::Runtime(format!(
+                "cannot listen on [metrics] listen = {}: {e}",
+                config.metrics.listen
+            ))
+        })?;
+    tracing::info!(%addr, "metrics and health listening (/metrics, /healthz)");
     let shutdown = engine.shutdown_handle();
     let stop = async move {
         super::emulator::wait_for_signal().await;
@@ -23,9 +39,9 @@ pub async fn run(config: &Config) -> Result<()> {
         catch_up: config.schedule.catch_up,
         safety_interval: config.schedule.safety_interval,
     };
-    scheduler::run(engine, cfg, stop)
-        .await
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let result = scheduler::run(engine, cfg, health, stop).await;
+    listener.abort();
     store.close().await;
+    result.map_err(|e| Error::Runtime(e.to_string()))?;
     Ok(())
 }

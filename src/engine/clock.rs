@@ -37,30 +37,45 @@ impl Clock for OffsetClock {
 
 /// A virtual clock moved by hand (the demo's days), advancing with real time in between.
 pub struct SettableClock {
-    offset_ms: std::sync::atomic::AtomicI64,
+    /// Nanoseconds, so "now" never reads a hair before the instant it was set to.
+    offset_ns: std::sync::atomic::AtomicI64,
 }
 
 impl SettableClock {
     pub fn new(at: DateTime<Utc>) -> Self {
         let c = Self {
-            offset_ms: std::sync::atomic::AtomicI64::new(0),
+            offset_ns: std::sync::atomic::AtomicI64::new(0),
         };
         c.set(at);
         c
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
-        let ms = (at - Utc::now()).num_milliseconds();
-        self.offset_ms
-            .store(ms, std::sync::atomic::Ordering::SeqCst);
+        let ns = (at - Utc::now()).num_nanoseconds().unwrap_or(0);
+        self.offset_ns
+            .store(ns, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Clock for SettableClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-            + chrono::Duration::milliseconds(
-                self.offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+            + chrono::Duration::nanoseconds(
+                self.offset_ns.load(std::sync::atomic::Ordering::SeqCst),
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settable_clock_never_reads_before_the_set_instant() {
+        let at = crate::domain::time::parse_instant("2026-12-02T08:00:00+08:00").unwrap();
+        for _ in 0..1000 {
+            let c = SettableClock::new(at);
+            assert!(c.now() >= at);
+        }
     }
 }

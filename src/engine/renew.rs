@@ -160,6 +160,10 @@ impl Engine {
         &self.client
     }
 
+    pub fn client_handle(&self) -> Arc<EcsClient> {
+        self.client.clone()
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

@@ -1,0 +1,90 @@
+//! Health: unhealthy on a configuration-class error (until a later pass succeeds) or a missed
+//! window (the current window's time passed a grace period ago without a completed run).
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::domain::Schedule;
+use crate::domain::time::to_db;
+use crate::store::Store;
+
+/// How long after the window time a missing run counts as missed.
+pub const MISSED_GRACE_MINUTES: i64 = 15;
+
+#[derive(Default)]
+pub struct Health {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config_error: Option<String>,
+    last_result: Option<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    pub healthy: bool,
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+    pub last_pass: Option<String>,
+    pub next_window: String,
+}
+
+impl Health {
+    /// Records a pass: its window and result; a configuration error sticks until a clean pass.
+    pub fn record_pass(&self, window: &str, result: &str, config_error: Option<&str>) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        i.last_result = Some((window.to_owned(), result.to_owned()));
+        i.config_error = config_error.map(str::to_owned);
+    }
+
+    pub fn set_config_error(&self, e: Option<String>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config_error = e;
+    }
+
+    pub fn config_error(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config_error
+            .clone()
+    }
+
+    pub async fn report(
+        &self,
+        store: &Store,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> HealthReport {
+        let (config_error, last) = {
+            let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            (i.config_error.clone(), i.last_result.clone())
+        };
+        let mut reasons = Vec::new();
+        if let Some(e) = config_error {
+            reasons.push(format!("configuration error: {e}"));
+        }
+        let window = schedule.window_at_or_before(now);
+        if now > window + Duration::minutes(MISSED_GRACE_MINUTES) {
+            match store.window_was_run(window).await {
+                Ok(true) => {}
+                Ok(false) => reasons.push(format!("missed window: {} was not run", to_db(window))),
+                Err(e) => reasons.push(format!("cannot read the database: {e}")),
+            }
+        }
+        let healthy = reasons.is_empty();
+        HealthReport {
+            healthy,
+            status: if healthy { "ok" } else { "unhealthy" },
+            reasons,
+            last_pass: last.map(|(w, r)| format!("{w} {r}")),
+            next_window: to_db(schedule.next_window_instant(now)),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Operating surface: /metrics after a simulated run, /healthz transitions, served over loopback
+//! by the same listener the daemon runs.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::cloud::Cloud;
+use ddh_renewd::config::Config;
+use ddh_renewd::ecs::{ClientOptions, Credentials, EcsClient};
+use ddh_renewd::emulator::{TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
+use ddh_renewd::engine::{Engine, EngineConfig, SettableClock};
+use ddh_renewd::ops::{Health, OpsState};
+use ddh_renewd::store::{HostInput, Source, Store};
+use serde_json::{Value, json};
+
+fn get(rt: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
+    rt.block_on(async {
+        ddh_renewd::ecs::client::install_crypto_provider();
+        let r = reqwest::get(url).await.expect("GET");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    })
+}
+
+#[test]
+fn metrics_and_health_after_a_simulated_run() {
+    let cloud = Cloud::start();
+    let rt = &cloud.rt;
+    let hosts: Vec<Value> = (0..6)
+        .map(|i| json!({"DedicatedHostId": format!("dh-m{i}"), "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2026-12-10T16:00Z"}))
+        .collect();
+    cloud.add(Value::Array(hosts));
+    cloud.faults(1, json!([{"action": "RenewDedicatedHosts", "hosts": ["dh-m5"], "kind": "error", "status": 400, "code": "InsufficientBalance"}]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.database.path = dir.path().join("ops.db");
+    config.ecs.endpoint = cloud.emu().endpoint();
+    let start = ddh_renewd::domain::time::parse_instant("2026-12-02T08:00:00+08:00").unwrap();
+    cloud.set_clock("2026-12-02T08:00:00+08:00");
+    let (store, engine, health, client) = rt.block_on(async {
+        let store = Store::open(&config.database.path, config.schedule.schedule())
+            .await
+            .unwrap();
+        let csv = (0..6)
+            .map(|i| format!("dh-m{i},cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal\n"))
+            .collect::<String>();
+        let inputs: Vec<HostInput> = ddh_renewd::import::parse(&format!(
+            "dedicated_host_id,region_id,expired_time,charge_type,renewal_status\n{csv}"
+        ))
+        .unwrap();
+        store
+            .upsert_hosts(&inputs, "hosts_import", Source::Import, "test", start)
+            .await
+            .unwrap();
+        let client = Arc::new(
+            EcsClient::new(
+                &ClientOptions::from_config(&config.ecs),
+                Credentials::new(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
+            )
+            .unwrap(),
+        );
+        let clock = Arc::new(SettableClock::new(start));
+        let engine = Engine::new(
+            store.clone(),
+            client.clone(),
+            EngineConfig::from_config(&config),
+            clock,
+        );
+        (store, engine, Arc::new(Health::default()), client)
+    });
+    let r = rt.block_on(engine.pass("tick", false)).unwrap();
+    assert_eq!(r.renewed.len(), 5, "{r:?}");
+    let ops = OpsState {
+        store: store.clone(),
+        health: health.clone(),
+        client: client.clone(),
+        schedule: config.schedule.schedule(),
+    };
+    let (addr, task) = rt
+        .block_on(ddh_renewd::ops::serve("127.0.0.1:0".parse().unwrap(), ops))
+        .unwrap();
+
+    let (status, text) = get(rt, &format!("http://{addr}/metrics"));
+    assert_eq!(status, 200);
+    println!(
+        "--- /metrics sample ---\n{}",
+        text.lines()
+            .filter(|l| !l.starts_with("ddh_renewd_host_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for want in [
+        // Renewed: 2027-01-10T16:00Z; dh-m5 (never paid) still 2026-12-10T16:00Z.
+        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m0\",region=\"cn-hangzhou\"} 1799596800.0",
+        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m5\",region=\"cn-hangzhou\"} 1796918400.0",
+        "ddh_renewd_attempt_hosts_total{outcome=\"renewed\"} 5",
+        "ddh_renewd_attempt_hosts_total{outcome=\"failed\"} 1",
+        "ddh_renewd_window_runs_total{trigger=\"tick\",result=\"failures\"} 1",
+        "ddh_renewd_notices_total{kind=\"renewed\"} 5",
+        "ddh_renewd_notices_total{kind=\"renewal_failed\"} 1",
+        "ddh_renewd_quota_waits_total 0",
+        "# TYPE ddh_renewd_host_next_window_timestamp_seconds gauge",
+        "ddh_renewd_hosts{state=\"renewed\"} 5",
+    ] {
+        assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
+    }
+    // dh-m5 is due again tomorrow at 08:00 UTC+8.
+    assert!(
+        text.contains("ddh_renewd_host_next_window_timestamp_seconds{host_id=\"dh-m5\"}"),
+        "{text}"
+    );
+
+    // Health: the window ran (real clock: today's window may not have), so drive it explicitly.
+    health.record_pass("2026-12-02T00:00:00Z", "failures", None);
+    let (_, body) = get(rt, &format!("http://{addr}/healthz"));
+    let h: Value = serde_json::from_str(&body).unwrap();
+    let missed = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_str().unwrap().starts_with("missed window"));
+    // Against the real clock, today's window of this fresh database was never run.
+    assert_eq!(h["healthy"], json!(!missed), "{h}");
+
+    health.set_config_error(Some(
+        "SignatureDoesNotMatch (AccessKeyId LTAI5tTestKeyId000000000)".into(),
+    ));
+    let (status, body) = get(rt, &format!("http://{addr}/healthz"));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("configuration error: SignatureDoesNotMatch"),
+        "{body}"
+    );
+    health.record_pass("2026-12-03T00:00:00Z", "ok", None);
+    let (_, body) = get(rt, &format!("http://{addr}/healthz"));
+    assert!(
+        !body.contains("configuration error"),
+        "a clean pass clears it: {body}"
+    );
+    task.abort();
+    rt.block_on(store.close());
+}
+
+#[test]
+fn a_missed_window_makes_the_daemon_unhealthy_until_it_runs() {
+    let cloud = Cloud::start();
+    let rt = &cloud.rt;
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    // The window was an hour ago, in UTC.
+    let mut config = Config::default();
+    config.database.path = dir.path().join("h.db");
+    config.schedule.timezone = chrono_tz::UTC;
+    config.schedule.time = (now - chrono::Duration::hours(1)).time();
+    let schedule = config.schedule.schedule();
+    let store = rt
+        .block_on(Store::open(&config.database.path, schedule))
+        .unwrap();
+    let health = Health::default();
+    let r = rt.block_on(health.report(&store, &schedule, now));
+    assert!(
+        !r.healthy && r.reasons[0].starts_with("missed window"),
+        "{r:?}"
+    );
+    let window = schedule.window_at_or_before(now);
+    rt.block_on(
+        store.record_window_run(&ddh_renewd::store::engine::WindowRun {
+            window_at: ddh_renewd::domain::time::to_db(window),
+            trigger: "catch_up".into(),
+            started_at: ddh_renewd::domain::time::to_db(now),
+            finished_at: ddh_renewd::domain::time::to_db(now),
+            result: "ok".into(),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let r = rt.block_on(health.report(&store, &schedule, now));
+    assert!(r.healthy, "{r:?}");
+    rt.block_on(store.close());
+}
