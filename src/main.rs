@@ -9,16 +9,21 @@ fn main() {
     // The demo prints its own timeline; everything else logs warnings (notices) by default.
     let default = match cli.command {
         cli::Command::Demo(_) => "error",
-        cli::Command::Run | cli::Command::Emulator(_) => "info",
+        cli::Command::Run | cli::Command::Emulator(_) => "info,tokio_cron_scheduler=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DDH_RENEWD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DDH_RENEWD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under journald (JOURNAL_STREAM set) the journal adds time and colour is noise.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (cli.log_format, journald) {
+        (cli::LogFormat::Json, _) => fmt.json().init(),
+        (cli::LogFormat::Text, true) => fmt.without_time().with_ansi(false).init(),
+        (cli::LogFormat::Text, false) => fmt.init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -130,8 +130,25 @@ fn exactly_once_across_fifty_sigkills() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn tick");
-        let wait = Duration::from_millis(rng.random_range(10..150));
-        std::thread::sleep(wait);
+        // Kill at a random moment after this run started sending renewals: that is where a crash
+        // can leave an attempt written ahead with no outcome.
+        let renews = || {
+            cloud.emu().with_state(|s| {
+                s.log
+                    .iter()
+                    .filter(|e| e.action == "RenewDedicatedHosts")
+                    .count()
+            })
+        };
+        let before = renews();
+        let t_spawn = Instant::now();
+        while renews() == before && t_spawn.elapsed() < Duration::from_secs(10) {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..80)));
         match child.try_wait().expect("try_wait") {
             Some(_) => {
                 // Finished before the kill; everything may already be renewed.

@@ -29,6 +29,26 @@ pub async fn run(config: &Config) -> Result<()> {
             ))
         })?;
     tracing::info!(%addr, "metrics and health listening (/metrics, /healthz)");
+    let deliveries = if config.notify.webhook_url.is_empty() {
+        None
+    } else {
+        let hook = crate::ops::webhook::Webhook::new(
+            config.notify.webhook_url.clone(),
+            config.ecs.timeout,
+        )
+        .map_err(Error::Runtime)?;
+        let store = store.clone();
+        tracing::info!(webhook = %config.notify.webhook_url, "delivering notices to the webhook");
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                if let Err(e) = hook.deliver_pending(&store, chrono::Utc::now()).await {
+                    tracing::error!(error = %e, "notice delivery failed");
+                }
+            }
+        }))
+    };
     let shutdown = engine.shutdown_handle();
     let stop = async move {
         super::emulator::wait_for_signal().await;
@@ -41,6 +61,9 @@ pub async fn run(config: &Config) -> Result<()> {
     };
     let result = scheduler::run(engine, cfg, health, stop).await;
     listener.abort();
+    if let Some(d) = deliveries {
+        d.abort();
+    }
     store.close().await;
     result.map_err(|e| Error::Runtime(e.to_string()))?;
     Ok(())

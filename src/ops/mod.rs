@@ -4,6 +4,7 @@
 pub mod health;
 pub mod metrics;
 pub mod systemd;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

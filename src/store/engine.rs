@@ -528,7 +528,8 @@ impl Store {
                     new_renewal_status, new_duration, new_period_unit, source, operation
                  FROM v_policy_changes WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR changed_at >= ?2)
                  ORDER BY change_id",
-            AuditKind::Notices => "SELECT notice_id, created_at, day, kind, host_id, cycle, message
+            AuditKind::Notices => "SELECT notice_id, created_at, day, kind, host_id, cycle, message,
+                    delivery_tries, delivered_at
                  FROM v_notices WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
                  ORDER BY notice_id",
             AuditKind::Windows => "SELECT run_id, window_at, trigger, started_at, finished_at, due, renewed,
