@@ -160,6 +160,9 @@ fn fifteen_days_at_eight_utc8() {
     // Every window was recorded.
     let windows = env.json(&["audit", "windows", "--json"]);
     assert_eq!(windows.as_array().unwrap().len(), 15);
+    // The ten queries of docs/audit.md run as written with the sqlite3 CLI against this database
+    // while another process writes to it.
+    run_audit_queries(&env);
     // Plan agrees after the run.
     let plan = env.json(&["plan", "--json", "--at", &day(12)]);
     let state = |id: &str| {
@@ -334,4 +337,97 @@ fn one_actor_per_database() {
     );
     drop(lock);
     env.run(&["tick", "--at", &day(2)]).expect(0);
+}
+
+/// Extracts the ```sql blocks of docs/audit.md and runs each with `sqlite3 -readonly` while a
+/// writer adds hosts to the same database.
+fn run_audit_queries(env: &Env) {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
+    let queries: Vec<String> = doc
+        .split("```sql\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(queries.len(), 10, "docs/audit.md has ten queries");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, config) = (stop.clone(), env.config.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && n < 500 {
+                let out = std::process::Command::new(common::bin())
+                    .arg("--config")
+                    .arg(&config)
+                    .args([
+                        "hosts",
+                        "add",
+                        "--id",
+                        &format!("dh-writer-{n}"),
+                        "--region",
+                        "cn-hangzhou",
+                        "--expired-time",
+                        "2027-03-01T16:00Z",
+                    ])
+                    .output()
+                    .expect("writer");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut outputs = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let out = std::process::Command::new("sqlite3")
+            .args(["-readonly", "-bail", "-cmd", ".timeout 5000"])
+            .arg(&env.db)
+            .arg(q)
+            .output()
+            .expect("sqlite3 CLI (apt-get install sqlite3)");
+        assert!(
+            out.status.success(),
+            "query {} failed: {}\n{q}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(written > 0, "the writer was active");
+    println!(
+        "audit queries: 10 ran while a writer added {written} hosts; rows: {:?}",
+        outputs
+            .iter()
+            .map(|o| o.lines().count())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        outputs[0].lines().count(),
+        4,
+        "renewals in December 2026 (auto-1, auto-2, auto-3, poor):\n{}",
+        outputs[0]
+    );
+    assert!(outputs[1].contains("dh-never"), "lapsed:\n{}", outputs[1]);
+    assert!(
+        outputs[5].trim().is_empty(),
+        "no cycle renewed twice:\n{}",
+        outputs[5]
+    );
+    assert!(
+        outputs[6].contains("InsufficientBalance"),
+        "failures by code:\n{}",
+        outputs[6]
+    );
+    assert!(
+        outputs[9].contains("attempt") && outputs[9].contains("notice renewed"),
+        "story of dh-auto-1:\n{}",
+        outputs[9]
+    );
 }
