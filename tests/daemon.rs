@@ -146,3 +146,61 @@ fn a_second_daemon_on_the_same_database_exits() {
     );
     stop(first);
 }
+
+#[cfg(unix)]
+#[test]
+fn sd_notify_ready_status_watchdog_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let cloud = Cloud::start();
+    let env = cloud.env(&format!(
+        "[schedule]\ncatch_up = true\n[metrics]\nlisten = \"127.0.0.1:{}\"",
+        free_port()
+    ));
+    env.import("dedicated_host_id,region_id,expired_time,charge_type\ndh-x,cn-hangzhou,2027-06-01T16:00Z,PrePaid\n");
+    let sock_path = env.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let child = Command::new(bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000") // pings every 0.5 s
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    while t0.elapsed() < Duration::from_secs(4) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    stop(child);
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let all = got.join("\n");
+    assert!(
+        got.first().is_some_and(|m| m.contains("READY=1")),
+        "READY first: {got:?}"
+    );
+    assert!(
+        all.contains("STATUS=last window"),
+        "a STATUS line after the catch-up pass: {got:?}"
+    );
+    let pings = got.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(
+        pings >= 4,
+        "watchdog pinged from the loop every 0.5 s: {pings} in 4 s"
+    );
+    assert!(
+        got.last().is_some_and(|m| m.contains("STOPPING=1")),
+        "STOPPING last: {got:?}"
+    );
+}
