@@ -1,7 +1,6 @@
 //! `/metrics` in the Prometheus text format (prometheus-client), computed from the database at
 //! scrape time so the figures are exactly what the audit trail says.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
 use chrono::Utc;
@@ -24,6 +23,37 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+fn sql_err(e: sqlx::Error) -> StoreError {
+    StoreError::Sql {
+        context: "metrics",
+        message: e.to_string(),
+    }
+}
+
+/// A counter family from a `GROUP BY` query: `label_cols` name the grouping columns (used as
+/// labels), `n` is the count.
+async fn counted(
+    pool: &sqlx::SqlitePool,
+    sql: &'static str,
+    label_cols: &[&str],
+) -> Result<Family<Labels, Counter>, StoreError> {
+    let family = Family::<Labels, Counter>::default();
+    for row in sqlx::query(sql).fetch_all(pool).await.map_err(sql_err)? {
+        let mut l = Labels::with_capacity(label_cols.len());
+        for c in label_cols {
+            l.push((
+                (*c).to_owned(),
+                row.try_get::<String, _>(*c).map_err(sql_err)?,
+            ));
+        }
+        let n: i64 = row.try_get("n").map_err(sql_err)?;
+        family
+            .get_or_create(&l)
+            .inc_by(u64::try_from(n).unwrap_or(0));
+    }
+    Ok(family)
 }
 
 pub async fn render(s: &OpsState) -> Result<String, StoreError> {
@@ -68,72 +98,52 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     reg.register("hosts", "Hosts in the inventory by state", hosts_by_state);
 
     let pool = s.store.pool();
-    let attempts = Family::<Labels, Counter>::default();
-    for row in sqlx::query("SELECT outcome, count(*) AS n FROM v_attempts GROUP BY outcome")
-        .fetch_all(pool)
-        .await
-        .map_err(|e| StoreError::Sql {
-            context: "metrics",
-            message: e.to_string(),
-        })?
-    {
-        let o: String = row.try_get("outcome").unwrap_or_default();
-        let n: i64 = row.try_get("n").unwrap_or_default();
-        attempts
-            .get_or_create(&labels(&[("outcome", &o)]))
-            .inc_by(u64::try_from(n).unwrap_or(0));
-    }
     reg.register(
         "attempt_hosts",
         "Hosts of renewal attempts by outcome",
-        attempts,
+        counted(
+            pool,
+            "SELECT outcome, count(*) AS n FROM v_attempts GROUP BY outcome",
+            &["outcome"],
+        )
+        .await?,
     );
-
-    let runs = Family::<Labels, Counter>::default();
-    let mut last_ok: Option<i64> = None;
-    for row in sqlx::query("SELECT trigger, result, count(*) AS n, max(window_at) AS last FROM window_runs GROUP BY trigger, result")
-        .fetch_all(pool)
-        .await
-        .map_err(|e| StoreError::Sql { context: "metrics", message: e.to_string() })?
-    {
-        let t: String = row.try_get("trigger").unwrap_or_default();
-        let r: String = row.try_get("result").unwrap_or_default();
-        let n: i64 = row.try_get("n").unwrap_or_default();
-        runs.get_or_create(&labels(&[("trigger", &t), ("result", &r)])).inc_by(u64::try_from(n).unwrap_or(0));
-        if r == "ok" {
-            let last: String = row.try_get("last").unwrap_or_default();
-            if let Ok(t) = crate::domain::time::parse_instant(&last) {
-                last_ok = last_ok.max(Some(t.timestamp()));
-            }
-        }
-    }
-    reg.register("window_runs", "Window passes by trigger and result", runs);
+    reg.register(
+        "window_runs",
+        "Window passes by trigger and result",
+        counted(
+            pool,
+            "SELECT trigger, result, count(*) AS n FROM window_runs GROUP BY trigger, result",
+            &["trigger", "result"],
+        )
+        .await?,
+    );
+    reg.register(
+        "notices",
+        "Notices recorded by kind",
+        counted(
+            pool,
+            "SELECT kind, count(*) AS n FROM notices GROUP BY kind",
+            &["kind"],
+        )
+        .await?,
+    );
+    let last_ok: Option<String> =
+        sqlx::query_scalar("SELECT max(window_at) FROM window_runs WHERE result = 'ok'")
+            .fetch_one(pool)
+            .await
+            .map_err(sql_err)?;
     let last_ok_g = FGauge::default();
-    last_ok_g.set(last_ok.unwrap_or(0) as f64);
+    last_ok_g.set(
+        last_ok
+            .and_then(|t| crate::domain::time::parse_instant(&t).ok())
+            .map_or(0.0, |t| t.timestamp() as f64),
+    );
     reg.register(
         "last_successful_window_timestamp_seconds",
         "Window of the last pass that ended ok (Unix time; 0 if none)",
         last_ok_g,
     );
-
-    let notices = Family::<Labels, Counter>::default();
-    let mut by_kind: HashMap<String, u64> = HashMap::new();
-    for row in sqlx::query("SELECT kind, count(*) AS n FROM notices GROUP BY kind")
-        .fetch_all(pool)
-        .await
-        .map_err(|e| StoreError::Sql {
-            context: "metrics",
-            message: e.to_string(),
-        })?
-    {
-        let k: String = row.try_get("kind").unwrap_or_default();
-        let n: i64 = row.try_get("n").unwrap_or_default();
-        by_kind.insert(k, u64::try_from(n).unwrap_or(0));
-    }
-    for (k, n) in &by_kind {
-        notices.get_or_create(&labels(&[("kind", k)])).inc_by(*n);
-    }
-    reg.register("notices", "Notices recorded by kind", notices);
 
     let q = s.client.quota_waits();
     let waits = Counter::<u64>::default();
