@@ -93,6 +93,8 @@ async fn faults(emu: &Emulator, rules: Value) {
 async fn describe_pages_through_every_host() {
     let emu = emulator(1000).await;
     seed(&emu, 250).await;
+    // A fixed virtual date before the seeded expiry (2026-12-10T16:00Z), whatever today is.
+    admin(&emu, "PUT", "clock", json!({"now": "2026-12-01T00:00:00Z"})).await;
     let c = client(&emu);
     let hosts = c.describe_dedicated_hosts(REGION, None).await.unwrap();
     assert_eq!(hosts.len(), 251);

@@ -70,11 +70,16 @@ fn metrics_and_health_after_a_simulated_run() {
     });
     let r = rt.block_on(engine.pass("tick", false)).unwrap();
     assert_eq!(r.renewed.len(), 5, "{r:?}");
+    // States and health as of a fixed instant after the pass, not today's date.
+    let after = Arc::new(SettableClock::new(
+        ddh_renewd::domain::time::parse_instant("2026-12-02T09:00:00+08:00").unwrap(),
+    ));
     let ops = OpsState {
         store: store.clone(),
         health: health.clone(),
         client: client.clone(),
         schedule: config.schedule.schedule(),
+        clock: after,
     };
     let (addr, task) = rt
         .block_on(ddh_renewd::ops::serve("127.0.0.1:0".parse().unwrap(), ops))
@@ -101,26 +106,25 @@ fn metrics_and_health_after_a_simulated_run() {
         "ddh_renewd_quota_waits_total 0",
         "# TYPE ddh_renewd_host_next_window_timestamp_seconds gauge",
         "ddh_renewd_hosts{state=\"renewed\"} 5",
+        "ddh_renewd_hosts{state=\"due\"} 1",
+        "ddh_renewd_healthy 1",
     ] {
         assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
     }
-    // dh-m5 is due again tomorrow at 08:00 UTC+8.
+    // dh-m5 is still due: its latest window is today's, 2026-12-02 08:00 UTC+8.
     assert!(
-        text.contains("ddh_renewd_host_next_window_timestamp_seconds{host_id=\"dh-m5\"}"),
+        text.contains(
+            "ddh_renewd_host_next_window_timestamp_seconds{host_id=\"dh-m5\"} 1796169600.0"
+        ),
         "{text}"
     );
 
-    // Health: the window ran (real clock: today's window may not have), so drive it explicitly.
+    // Health at 2026-12-02 09:00 UTC+8: the window ran, no configuration error.
     health.record_pass("2026-12-02T00:00:00Z", "failures", None);
-    let (_, body) = get(rt, &format!("http://{addr}/healthz"));
+    let (status, body) = get(rt, &format!("http://{addr}/healthz"));
     let h: Value = serde_json::from_str(&body).unwrap();
-    let missed = h["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r.as_str().unwrap().starts_with("missed window"));
-    // Against the real clock, today's window of this fresh database was never run.
-    assert_eq!(h["healthy"], json!(!missed), "{h}");
+    assert_eq!((status, h["healthy"].clone()), (200, json!(true)), "{h}");
+    assert_eq!(h["next_window"], "2026-12-03T00:00:00Z");
 
     health.set_config_error(Some(
         "SignatureDoesNotMatch (AccessKeyId LTAI5tTestKeyId000000000)".into(),

@@ -19,6 +19,7 @@ pub async fn run(config: &Config) -> Result<()> {
         health: health.clone(),
         client: engine.client_handle(),
         schedule: config.schedule.schedule(),
+        clock: Arc::new(SystemClock),
     };
     let (addr, listener) = crate::ops::serve(config.metrics.listen, ops)
         .await

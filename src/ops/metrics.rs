@@ -3,7 +3,6 @@
 
 use std::sync::atomic::AtomicU64;
 
-use chrono::Utc;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -57,7 +56,7 @@ async fn counted(
 }
 
 pub async fn render(s: &OpsState) -> Result<String, StoreError> {
-    let now = Utc::now();
+    let now = s.clock.now();
     let mut reg = Registry::with_prefix("ddh_renewd");
 
     let expiry = Family::<Labels, FGauge>::default();

@@ -24,6 +24,8 @@ pub struct OpsState {
     pub health: Arc<Health>,
     pub client: Arc<crate::ecs::EcsClient>,
     pub schedule: crate::domain::Schedule,
+    /// "Now" for states, next windows and health (the system clock in the daemon).
+    pub clock: Arc<dyn crate::engine::Clock>,
 }
 
 /// Serves `/metrics` and `/healthz` until the returned handle is aborted.
@@ -64,10 +66,7 @@ async fn metrics_handler(State(s): State<OpsState>) -> Response {
 }
 
 async fn health_handler(State(s): State<OpsState>) -> Response {
-    let report = s
-        .health
-        .report(&s.store, &s.schedule, chrono::Utc::now())
-        .await;
+    let report = s.health.report(&s.store, &s.schedule, s.clock.now()).await;
     let status = if report.healthy {
         StatusCode::OK
     } else {
