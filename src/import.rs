@@ -191,7 +191,6 @@ pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
 }
 
 /// Builds one host from individual fields (used by `hosts add`), with the same rules as a row.
-#[allow(clippy::too_many_arguments)]
 pub fn host_from_fields(
     id: &str,
     region: &str,

@@ -323,6 +323,38 @@ fn manual_renew_validates_then_goes_through_the_engine() {
 }
 
 #[test]
+fn manual_renew_with_a_token_records_a_renewal_made_elsewhere() {
+    let cloud = Cloud::start();
+    cloud.add(cloud_fleet());
+    let env = cloud.env("");
+    env.import(FLEET);
+    // Renewed by hand in the console: the cloud's expiry moved, the inventory does not know yet.
+    cloud.emu().with_state(|s| {
+        let h = s.hosts.get_mut("dh-notrenew").unwrap();
+        h.host.expired_time = ddh_renewd::domain::time::parse_instant("2027-01-09T16:00Z").unwrap();
+    });
+    let out = env.json(&[
+        "renew",
+        "--region",
+        "cn-hangzhou",
+        "--ids",
+        "dh-notrenew",
+        "--period",
+        "1",
+        "--client-token",
+        "ops-ticket-9",
+        "--json",
+    ]);
+    assert_eq!(out["already_renewed"], json!(["dh-notrenew"]), "{out}");
+    assert!(cloud.ledger().is_empty(), "nothing sent");
+    let show = env.json(&["hosts", "show", "dh-notrenew", "--json"]);
+    assert_eq!(
+        show["host"]["expired_time"], "2027-01-09T16:00:00Z",
+        "the new expiry is recorded"
+    );
+}
+
+#[test]
 fn one_actor_per_database() {
     let cloud = Cloud::start();
     let env = cloud.env("");

@@ -2,8 +2,8 @@
 
 mod common;
 
+use common::TEST_KEY_ID;
 use common::cloud::Cloud;
-use common::{TEST_KEY_ID, TEST_SECRET};
 use ddh_renewd::emulator::state::FaultRule;
 use serde_json::{Value, json};
 
@@ -193,7 +193,6 @@ fn wrong_secret_fails_fast_naming_the_key_not_the_secret() {
             .is_empty(),
         "nothing half-applied"
     );
-    let _ = TEST_SECRET;
 }
 
 #[test]

@@ -522,6 +522,7 @@ impl Engine {
                         report,
                         stop,
                         deadline,
+                        None,
                     )
                     .await
                 });
@@ -555,6 +556,7 @@ impl Engine {
         report: Shared,
         stop: Arc<AtomicBool>,
         deadline: Instant,
+        token: Option<ClientToken>,
     ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + '_>> {
         let region = region.to_owned();
         Box::pin(async move {
@@ -604,8 +606,20 @@ impl Engine {
             if send.is_empty() {
                 return Ok(());
             }
-            let token = ClientToken::derive(kind, &region, period, window, &send, generation);
+            let caller_token = token.is_some();
+            let token = token.unwrap_or_else(|| {
+                ClientToken::derive(kind, &region, period, window, &send, generation)
+            });
             if self.store.attempt_by_token(&token).await?.is_some() {
+                if caller_token {
+                    // A caller-chosen token is never reused for a new attempt.
+                    push(&report, |r| {
+                        r.config_error = Some(format!(
+                            "ClientToken {token} was used by an earlier attempt; see `ddh-renewd audit attempts`"
+                        ))
+                    });
+                    return Ok(());
+                }
                 // Decided before (and resolved in step 1); a new attempt needs a new generation.
                 return self
                     .batch(
@@ -619,6 +633,7 @@ impl Engine {
                         report,
                         stop,
                         deadline,
+                        None,
                     )
                     .await;
             }
@@ -830,6 +845,7 @@ impl Engine {
                                         report,
                                         stop,
                                         deadline,
+                                        None,
                                     )
                                     .await;
                             }
@@ -876,6 +892,7 @@ impl Engine {
                                     report.clone(),
                                     stop.clone(),
                                     deadline,
+                                    None,
                                 )
                                 .await?;
                                 return self
@@ -890,6 +907,7 @@ impl Engine {
                                         report,
                                         stop,
                                         deadline,
+                                        None,
                                     )
                                     .await;
                             }
@@ -1142,74 +1160,21 @@ impl Engine {
             return Ok(take(report));
         }
         let deadline = Instant::now() + self.cfg.in_window_retry;
-        if let Some(token) = token {
-            // A caller-chosen token: re-read, write ahead under that exact token, send.
-            if self.store.attempt_by_token(&token).await?.is_some() {
-                push(&report, |r| {
-                    r.config_error = Some(format!(
-                        "ClientToken {token} was used by an earlier attempt; see `ddh-renewd audit attempts`"
-                    ))
-                });
-                return Ok(take(report));
-            }
-            let ids: Vec<HostId> = hosts.iter().map(|(id, _)| id.clone()).collect();
-            let params = crate::ecs::sign::canonical_query(&EcsClient::renew_params(
-                region,
-                &ids,
-                period,
-                Some(&token),
-            ));
-            let cloud = match self.read_cloud(region, &ids).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.note_unreadable(&e, &report, &stop).await?;
-                    push(&report, |r| {
-                        r.failed.extend(ids.iter().map(ToString::to_string))
-                    });
-                    return Ok(take(report));
-                }
-            };
-            if let Some((id, _)) = hosts
-                .iter()
-                .find(|(id, cycle)| cloud.get(id.as_str()).is_some_and(|c| c.expiry > *cycle))
-            {
-                push(&report, |r| r.already_renewed.push(id.to_string()));
-                return Ok(take(report));
-            }
-            let attempt = self
-                .store
-                .create_attempt(
-                    NewAttempt {
-                        kind: "manual",
-                        window_at: now,
-                        region_id: region,
-                        period,
-                        client_token: token,
-                        params,
-                        generation: 0,
-                        parent: None,
-                        hosts,
-                    },
-                    now,
-                )
-                .await?;
-            self.execute(attempt, report.clone(), stop, deadline)
-                .await?;
-        } else {
-            self.batch(
-                "manual",
-                now,
-                region,
-                period,
-                hosts,
-                0,
-                None,
-                report.clone(),
-                stop,
-                deadline,
-            )
-            .await?;
-        }
+        // A caller-chosen token is used as given; otherwise one is derived as for a window.
+        self.batch(
+            "manual",
+            now,
+            region,
+            period,
+            hosts,
+            0,
+            None,
+            report.clone(),
+            stop,
+            deadline,
+            token,
+        )
+        .await?;
         Ok(take(report))
     }
 }

@@ -48,14 +48,6 @@ impl Health {
             .config_error = e;
     }
 
-    pub fn config_error(&self) -> Option<String> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .config_error
-            .clone()
-    }
-
     pub async fn report(
         &self,
         store: &Store,

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{
     CHUNK, ChangeRow, HostRecord, Source, Store, StoreError, commit, insert_host_changes,
-    insert_notice, insert_notices, insert_operation,
+    insert_notices, insert_operation,
 };
 use crate::domain::time::{parse_instant, to_db};
 use crate::domain::{ClientToken, HostId, Period, PeriodUnit, Schedule};
@@ -369,9 +369,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let day = self.schedule.local_date(now).to_string();
         let mut tx = self.begin().await?;
-        let new = insert_notice(&mut tx, host_id, cycle, kind, &day, message, &to_db(now)).await?;
+        let row = [(host_id.to_owned(), cycle.to_owned(), kind, message)];
+        let new = insert_notices(&mut tx, &row, &day, &to_db(now)).await?;
         commit(tx).await?;
-        Ok(new)
+        Ok(new == 1)
     }
 
     /// Hosts managed here whose open cycle has `window` among its windows and that have no

@@ -505,18 +505,23 @@ impl Store {
                 .find(|h| &h.id == id)
                 .map_or_else(|| "-".to_owned(), |h| to_db(h.expired_time))
         };
-        for id in &risk {
-            insert_notice(
-                &mut tx,
-                id.as_str(),
-                &cycle_of(id),
-                "double_renew_risk",
-                &day,
-                &format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true"),
-                &now_s,
-            )
-            .await?;
-        }
+        let messages: Vec<(String, String)> = risk
+            .iter()
+            .map(|id| (cycle_of(id), format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true")))
+            .collect();
+        let notices: Vec<(String, String, &str, &str)> = risk
+            .iter()
+            .zip(&messages)
+            .map(|(id, (cycle, msg))| {
+                (
+                    id.to_string(),
+                    cycle.clone(),
+                    "double_renew_risk",
+                    msg.as_str(),
+                )
+            })
+            .collect();
+        insert_notices(&mut tx, &notices, &day, &now_s).await?;
         commit(tx).await?;
         Ok(SyncApplied {
             region: region.to_owned(),
@@ -676,36 +681,6 @@ async fn read_all(
         .iter()
         .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
         .collect()
-}
-
-/// Records a notice once per (host, cycle, kind, day); `true` if it is new.
-pub(crate) async fn insert_notice(
-    tx: &mut Transaction<'static, Sqlite>,
-    host_id: &str,
-    cycle: &str,
-    kind: &str,
-    day: &str,
-    message: &str,
-    now: &str,
-) -> Result<bool, StoreError> {
-    let r = sqlx::query(
-        "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (host_id, cycle, kind, day) DO NOTHING",
-    )
-    .bind(host_id)
-    .bind(cycle)
-    .bind(kind)
-    .bind(day)
-    .bind(message)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::sql("recording a notice"))?;
-    let new = r.rows_affected() == 1;
-    if new {
-        tracing::warn!(host_id, cycle, kind, "{message}");
-    }
-    Ok(new)
 }
 
 /// Records many notices at once, each at most once per (host, cycle, kind, day); logs the new ones.
