@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::domain::protocol::Trigger;
 use crate::domain::time::to_db;
 use crate::engine::Engine;
 use crate::ops::{Health, systemd};
@@ -36,12 +37,12 @@ pub enum SchedulerError {
     #[error("cannot start the cron scheduler: {0}")]
     Cron(String),
     #[error(transparent)]
-    Engine(#[from] crate::engine::renew::EngineError),
+    Engine(#[from] crate::engine::EngineError),
 }
 
 /// Runs until `stop` resolves; then lets the current pass record its in-flight calls and returns.
 pub async fn run(
-    engine: Engine,
+    engine: &Engine,
     cfg: SchedulerConfig,
     health: Arc<Health>,
     stop: impl Future<Output = ()>,
@@ -83,19 +84,19 @@ pub async fn run(
         to_db(schedule.next_window_instant(engine.now()))
     ));
     let ctx = Ctx {
-        engine: &engine,
+        engine,
         health: &health,
     };
     if cfg.catch_up {
-        ctx.maybe_pass("catch_up", true, &mut wd).await?;
+        ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
     }
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = wd.tick() => systemd::watchdog(),
-            Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass("cron", true, &mut wd).await?; }
-            _ = gap.tick(), if cfg.catch_up => { ctx.maybe_pass("catch_up", true, &mut wd).await?; }
-            _ = safety.tick() => { ctx.maybe_pass("safety", false, &mut wd).await?; }
+            Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass(Trigger::Cron, true, &mut wd).await?; }
+            _ = gap.tick(), if cfg.catch_up => { ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?; }
+            _ = safety.tick() => { ctx.maybe_pass(Trigger::Safety, false, &mut wd).await?; }
         }
         if shutdown.load(Ordering::SeqCst) {
             break;
@@ -119,7 +120,7 @@ impl Ctx<'_> {
     /// leftovers within a run window.
     async fn maybe_pass(
         &self,
-        trigger: &str,
+        trigger: Trigger,
         only_if_not_run: bool,
         wd: &mut tokio::time::Interval,
     ) -> Result<(), SchedulerError> {
@@ -134,18 +135,12 @@ impl Ctx<'_> {
                 _ = wd.tick() => systemd::watchdog(),
             }
         };
-        let result = if r.config_error.is_some() {
-            "config_error"
-        } else if r.failed.is_empty() {
-            "ok"
-        } else {
-            "failures"
-        };
+        let result = r.result();
         self.health
-            .record_pass(&r.window, result, r.config_error.as_deref());
+            .record_pass(&r.window, result.as_str(), r.config_error.as_deref());
         if let Some(e) = &r.config_error {
             tracing::error!(
-                trigger,
+                trigger = %trigger,
                 "configuration error; nothing more is sent until it is fixed: {e}"
             );
         }

@@ -359,7 +359,13 @@ fn one_actor_per_database() {
     let cloud = Cloud::start();
     let env = cloud.env("");
     env.import(FLEET);
-    let lock = ddh_renewd::engine::ActorLock::acquire(&env.db).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, actor) = rt
+        .block_on(ddh_renewd::engine::take_database(
+            &env.db,
+            Default::default(),
+        ))
+        .unwrap();
     let r = env.run(&["tick", "--at", &day(2)]).expect(1);
     assert!(
         r.stderr.contains("already acting on")
@@ -367,7 +373,8 @@ fn one_actor_per_database() {
         "{}",
         r.stderr
     );
-    drop(lock);
+    rt.block_on(store.close());
+    drop(actor);
     env.run(&["tick", "--at", &day(2)]).expect(0);
 }
 

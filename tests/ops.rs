@@ -3,6 +3,8 @@
 
 mod common;
 
+use ddh_renewd::domain::protocol::{PassResult, Trigger};
+
 use std::sync::Arc;
 
 use common::cloud::Cloud;
@@ -38,9 +40,10 @@ fn metrics_and_health_after_a_simulated_run() {
     let start = ddh_renewd::domain::time::parse_instant("2026-12-02T08:00:00+08:00").unwrap();
     cloud.set_clock("2026-12-02T08:00:00+08:00");
     let (store, engine, health, client) = rt.block_on(async {
-        let store = Store::open(&config.database.path, config.schedule.schedule())
-            .await
-            .unwrap();
+        let (store, actor) =
+            ddh_renewd::engine::take_database(&config.database.path, config.schedule.schedule())
+                .await
+                .unwrap();
         let csv = (0..6)
             .map(|i| format!("dh-m{i},cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal\n"))
             .collect::<String>();
@@ -65,10 +68,11 @@ fn metrics_and_health_after_a_simulated_run() {
             client.clone(),
             EngineConfig::from_config(&config),
             clock,
+            Some(actor),
         );
         (store, engine, Arc::new(Health::default()), client)
     });
-    let r = rt.block_on(engine.pass("tick", false)).unwrap();
+    let r = rt.block_on(engine.pass(Trigger::Tick, false)).unwrap();
     assert_eq!(r.renewed.len(), 5, "{r:?}");
     // States and health as of a fixed instant after the pass, not today's date.
     let after = Arc::new(SettableClock::new(
@@ -167,16 +171,19 @@ fn a_missed_window_makes_the_daemon_unhealthy_until_it_runs() {
         "{r:?}"
     );
     let window = schedule.window_at_or_before(now);
-    rt.block_on(
-        store.record_window_run(&ddh_renewd::store::engine::WindowRun {
-            window_at: ddh_renewd::domain::time::to_db(window),
-            trigger: "catch_up".into(),
-            started_at: ddh_renewd::domain::time::to_db(now),
-            finished_at: ddh_renewd::domain::time::to_db(now),
-            result: "ok".into(),
-            ..Default::default()
-        }),
-    )
+    rt.block_on(store.record_window_run(&ddh_renewd::store::WindowRun {
+        window_at: ddh_renewd::domain::time::to_db(window),
+        trigger: Trigger::CatchUp,
+        started_at: ddh_renewd::domain::time::to_db(now),
+        finished_at: ddh_renewd::domain::time::to_db(now),
+        due: 0,
+        renewed: 0,
+        already_renewed: 0,
+        failed: 0,
+        lapsed: 0,
+        attempts: 0,
+        result: PassResult::Ok,
+    }))
     .unwrap();
     let r = rt.block_on(health.report(&store, &schedule, now));
     assert!(r.healthy, "{r:?}");

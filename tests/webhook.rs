@@ -11,8 +11,9 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::{Duration, Utc};
 use ddh_renewd::config::Config;
+use ddh_renewd::domain::protocol::NoticeKind;
 use ddh_renewd::ops::webhook::Webhook;
-use ddh_renewd::store::Store;
+use ddh_renewd::store::{NoticeRow, Store};
 use serde_json::Value;
 
 type Seen = Arc<Mutex<HashMap<i64, (usize, String)>>>;
@@ -42,22 +43,21 @@ async fn receiver_down_then_up_nothing_lost_nothing_twice() {
     let db = dir.path().join("w.db");
     let store = Store::open(&db, Default::default()).await.unwrap();
     let now = Utc::now();
-    for i in 0..5 {
-        store
-            .notice(
-                &format!("dh-w{i}"),
-                "2026-12-10T16:00:00Z",
-                "renewed",
-                &format!("dh-w{i} renewed"),
-                now,
-            )
-            .await
-            .unwrap();
-    }
-    store
-        .notice("-", "-", "config_error", "SignatureDoesNotMatch", now)
-        .await
-        .unwrap();
+    let mut rows: Vec<NoticeRow> = (0..5)
+        .map(|i| NoticeRow {
+            host_id: format!("dh-w{i}"),
+            cycle: "2026-12-10T16:00:00Z".into(),
+            kind: NoticeKind::Renewed,
+            message: format!("dh-w{i} renewed"),
+        })
+        .collect();
+    rows.push(NoticeRow {
+        host_id: "-".into(),
+        cycle: "-".into(),
+        kind: NoticeKind::ConfigError,
+        message: "SignatureDoesNotMatch".into(),
+    });
+    assert_eq!(store.notices_now(&rows, now).await.unwrap(), 6);
     // A port with nothing behind it yet.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -15,13 +15,14 @@ use serde_json::{Value, json};
 use super::output;
 use crate::config::Config;
 use crate::domain::policy::PolicyRequest;
+use crate::domain::protocol::Trigger;
 use crate::ecs::{ClientOptions, Credentials, EcsClient, RetryPolicy};
 use crate::emulator::state::FaultRule;
 use crate::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
 use crate::engine::sync::sync;
 use crate::engine::{Clock, Engine, EngineConfig, SettableClock};
 use crate::error::{Error, Result};
-use crate::store::{AuditKind, Source, Store};
+use crate::store::{AuditKind, Source};
 
 const START: &str = "2026-12-01T08:00:00+08:00";
 const DAYS: i64 = 15;
@@ -186,7 +187,9 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
     emu.with_state(|s| s.set_faults(seed, rules));
 
     // The daemon's side: sync, then policies as an operator would set them.
-    let store = Store::open(db, schedule).await?;
+    let (store, actor) = crate::engine::take_database(db, schedule)
+        .await
+        .map_err(runtime)?;
     let opts = ClientOptions {
         endpoint: config.ecs.endpoint.clone(),
         timeout: config.ecs.timeout,
@@ -239,13 +242,14 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         client.clone(),
         EngineConfig::from_config(&config),
         clock.clone(),
+        Some(actor),
     );
     println!("{:<23}  what happened", "window");
     for d in 0..DAYS {
         let at = start + Duration::days(d);
         clock.set(at);
         emu.with_state(|s| s.clock_offset = at - Utc::now());
-        let r = engine.pass("tick", false).await.map_err(runtime)?;
+        let r = engine.pass(Trigger::Tick, false).await.map_err(runtime)?;
         let sends: u64 = r
             .attempts
             .iter()
@@ -307,10 +311,12 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
 
     // The audit summary, from the views auditors query.
     println!("\naudit summary (v_attempts, v_notices, v_windows):");
-    let (_, attempts) = store.audit(AuditKind::Attempts, None, None).await?;
+    let (cols, attempts) = store.audit(AuditKind::Attempts, None, None).await?;
+    let col = |name: &str| cols.iter().position(|c| c == name).unwrap_or(usize::MAX);
+    let (outcome_col, token_col) = (col("outcome"), col("client_token"));
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
     for row in &attempts {
-        if let Some(o) = row.get(15).and_then(Value::as_str) {
+        if let Some(o) = row.get(outcome_col).and_then(Value::as_str) {
             *by_outcome.entry(o.to_owned()).or_default() += 1;
         }
     }
@@ -324,10 +330,11 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         attempts.len(),
         fmt_counts(&by_outcome)
     );
-    let (_, notices) = store.audit(AuditKind::Notices, None, None).await?;
+    let (ncols, notices) = store.audit(AuditKind::Notices, None, None).await?;
+    let kind_col = ncols.iter().position(|c| c == "kind").unwrap_or(usize::MAX);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for n in &notices {
-        if let Some(k) = n.get(3).and_then(Value::as_str) {
+        if let Some(k) = n.get(kind_col).and_then(Value::as_str) {
             *kinds.entry(k.to_owned()).or_default() += 1;
         }
     }
@@ -337,7 +344,7 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
     let (ledger, tokens_ok) = emu.with_state(|s| {
         let tokens: std::collections::HashSet<&str> = attempts
             .iter()
-            .filter_map(|r| r.get(8).and_then(Value::as_str))
+            .filter_map(|r| r.get(token_col).and_then(Value::as_str))
             .collect();
         let ok = s.ledger.iter().all(|e| {
             e.client_token
@@ -367,7 +374,7 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         "  {} API requests, all V3-signed and verified by the emulator",
         requests
     );
-    store.close().await;
+    engine.close().await;
     println!(
         "\ndone in {:.1} s. Query the same views on your own database: `sqlite3 -readonly ddh-renewd.db 'SELECT * FROM v_attempts'`.",
         wall.elapsed().as_secs_f64()

@@ -1,6 +1,7 @@
 //! The command line (SPEC §4.1). Each command group lives in its own file and is a thin call into
 //! the library; this file holds the clap definitions and the dispatch.
 
+mod attempts;
 mod audit;
 mod config_cmd;
 mod demo;
@@ -65,6 +66,9 @@ pub enum Command {
     Tick(tick::TickArgs),
     /// Renew hosts now (RenewDedicatedHosts semantics), through the exactly-once machinery.
     Renew(tick::RenewArgs),
+    /// Attempts whose outcome is not decided yet; settle a blocked one.
+    #[command(subcommand)]
+    Attempts(attempts::AttemptsCmd),
     /// The audit trail: attempts, policies, notices, windows.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -120,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tick(args) => tick::tick(&config, &args).await,
         Command::Renew(args) => tick::renew(&config, &args).await,
         Command::Audit(cmd) => audit::run(&config, cmd).await,
+        Command::Attempts(cmd) => attempts::run(&config, cmd).await,
         Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))

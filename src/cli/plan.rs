@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::output::{self, local_short, or_dash, utc, zoned};
 use crate::config::Config;
 use crate::domain::Schedule;
-use crate::domain::plan::{HostPlan, plan_host};
+use crate::domain::plan::{HostHistory, HostPlan, plan_host};
 use crate::error::Result;
 use crate::store::HostRecord;
 
@@ -44,6 +44,7 @@ pub struct PlanEntry {
 pub fn build(
     records: &[HostRecord],
     renewed: &std::collections::HashMap<String, DateTime<Utc>>,
+    open: &std::collections::HashMap<String, (i64, bool)>,
     schedule: &Schedule,
     at: DateTime<Utc>,
     days: Option<u32>,
@@ -62,7 +63,10 @@ pub fn build(
                 &policy,
                 schedule,
                 at,
-                renewed.contains_key(rec.host.id.as_str()),
+                HostHistory {
+                    recently_renewed: renewed.contains_key(rec.host.id.as_str()),
+                    open_attempt: open.get(rec.host.id.as_str()).map(|(_, blocked)| *blocked),
+                },
             );
             if let Some(h) = horizon
                 && next_window.is_none_or(|w| w > h)
@@ -131,9 +135,10 @@ pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     let store = super::open_store(config).await?;
     let records = store.hosts(false).await?;
     let renewed = store.renewed_into_current_cycle().await?;
+    let open = store.hosts_in_open_attempts().await?;
     let schedule = config.schedule.schedule();
     let at = args.at.unwrap_or_else(Utc::now);
-    let entries = build(&records, &renewed, &schedule, at, args.days);
+    let entries = build(&records, &renewed, &open, &schedule, at, args.days);
     store.close().await;
     print(&entries, &schedule, args.json)
 }

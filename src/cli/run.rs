@@ -4,14 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::config::Config;
-use crate::engine::{ActorLock, SystemClock};
+use crate::engine::SystemClock;
 use crate::error::{Error, Result};
 use crate::scheduler::{self, SchedulerConfig};
 
 pub async fn run(config: &Config) -> Result<()> {
-    let _lock =
-        ActorLock::acquire(&config.database.path).map_err(|e| Error::Runtime(e.to_string()))?;
-    let engine = super::tick::engine(config, Arc::new(SystemClock)).await?;
+    let engine = super::tick::engine(config, Arc::new(SystemClock), true).await?;
     let store = engine.store().clone();
     let health = Arc::new(crate::ops::Health::default());
     let ops = crate::ops::OpsState {
@@ -60,12 +58,13 @@ pub async fn run(config: &Config) -> Result<()> {
         catch_up: config.schedule.catch_up,
         safety_interval: config.schedule.safety_interval,
     };
-    let result = scheduler::run(engine, cfg, health, stop).await;
+    let result = scheduler::run(&engine, cfg, health, stop).await;
     listener.abort();
     if let Some(d) = deliveries {
         d.abort();
     }
-    store.close().await;
+    drop(store);
+    engine.close().await;
     result.map_err(|e| Error::Runtime(e.to_string()))?;
     Ok(())
 }

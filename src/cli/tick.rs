@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+
 use clap::Args;
 
 use super::output::{self, zoned};
 use crate::config::Config;
-use crate::domain::HostId;
+use crate::domain::protocol::Trigger;
 use crate::domain::renew::{RawRenew, validate_renew};
-use crate::engine::{ActorLock, Clock, Engine, EngineConfig, OffsetClock, PassReport, SystemClock};
+use crate::engine::{Clock, Engine, EngineConfig, OffsetClock, PassReport, SystemClock};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -45,38 +46,38 @@ pub struct RenewArgs {
     pub json: bool,
 }
 
-/// Builds the engine: config, store, credentials, client, clock.
-pub async fn engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+/// Builds the engine that acts on the database: the lock on the database file, the store, a
+/// new epoch, credentials, the client and the clock. `None` for `actor` builds one that only
+/// reads (dry run).
+pub async fn engine(config: &Config, clock: Arc<dyn Clock>, act: bool) -> Result<Engine> {
     let client = Arc::new(super::sync::client(config)?);
-    let store = super::open_store(config).await?;
+    let schedule = config.schedule.schedule();
+    let (store, actor) = if act {
+        let (store, actor) = crate::engine::take_database(&config.database.path, schedule)
+            .await
+            .map_err(Error::Runtime)?;
+        (store, Some(actor))
+    } else {
+        (super::open_store(config).await?, None)
+    };
     Ok(Engine::new(
         store,
         client,
         EngineConfig::from_config(config),
         clock,
+        actor,
     ))
 }
 
-fn lock(config: &Config) -> Result<ActorLock> {
-    ActorLock::acquire(&config.database.path).map_err(|e| Error::Runtime(e.to_string()))
-}
-
 pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(lock(config)?)
-    };
     let clock: Arc<dyn Clock> = match args.at {
         Some(at) => Arc::new(OffsetClock::starting_at(at)),
         None => Arc::new(SystemClock),
     };
-    let engine = engine(config, clock).await?;
-    let report = engine
-        .pass("tick", args.dry_run)
-        .await
-        .map_err(|e| Error::Runtime(e.to_string()))?;
-    engine.store().clone().close().await;
+    let engine = engine(config, clock, !args.dry_run).await?;
+    let result = engine.pass(Trigger::Tick, args.dry_run).await;
+    engine.close().await;
+    let report = result.map_err(|e| Error::Runtime(e.to_string()))?;
     print(&report, config, args.json)?;
     match &report.config_error {
         Some(e) => Err(Error::Usage(format!("configuration error: {e}"))),
@@ -85,8 +86,30 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
 }
 
 pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
-    let _lock = lock(config)?;
-    let engine = engine(config, Arc::new(SystemClock)).await?;
+    let engine = engine(config, Arc::new(SystemClock), true).await?;
+    let result = renew_with(&engine, args).await;
+    engine.close().await;
+    let report = result?;
+    print(&report, config, args.json)?;
+    if let Some(e) = &report.config_error {
+        return Err(Error::Usage(e.clone()));
+    }
+    let not_renewed: Vec<&String> = report
+        .failed
+        .iter()
+        .chain(&report.undecided)
+        .chain(&report.blocked)
+        .chain(&report.skipped_double_renew)
+        .chain(&report.gone)
+        .collect();
+    if !not_renewed.is_empty() {
+        let list: Vec<&str> = not_renewed.iter().map(|s| s.as_str()).collect();
+        return Err(Error::Runtime(format!("not renewed: {}", list.join(", "))));
+    }
+    Ok(())
+}
+
+async fn renew_with(engine: &Engine, args: &RenewArgs) -> Result<PassReport> {
     let records = engine.store().hosts(false).await?;
     let raw = RawRenew {
         region_id: &args.region,
@@ -98,32 +121,10 @@ pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
     let req = validate_renew(&raw, |id| {
         records.iter().find(|r| &r.host.id == id).map(|r| &r.host)
     })?;
-    let hosts: Vec<(HostId, DateTime<Utc>)> = req
-        .ids
-        .iter()
-        .filter_map(|id| {
-            records
-                .iter()
-                .find(|r| &r.host.id == id)
-                .map(|r| (id.clone(), r.host.expired_time))
-        })
-        .collect();
-    let report = engine
-        .renew_manual(&req.region_id, hosts, req.period, req.client_token)
+    engine
+        .renew_manual(&req.region_id, req.ids, req.period, req.client_token)
         .await
-        .map_err(|e| Error::Runtime(e.to_string()))?;
-    engine.store().clone().close().await;
-    print(&report, config, args.json)?;
-    if let Some(e) = &report.config_error {
-        return Err(Error::Usage(e.clone()));
-    }
-    if !report.failed.is_empty() {
-        return Err(Error::Runtime(format!(
-            "not renewed: {}",
-            report.failed.join(", ")
-        )));
-    }
-    Ok(())
+        .map_err(|e| Error::Runtime(e.to_string()))
 }
 
 pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
@@ -187,10 +188,16 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     if !r.lapsed.is_empty() {
         println!("  lapsed: {}", r.lapsed.join(", "));
     }
-    if r.unresolved > 0 {
+    if !r.undecided.is_empty() {
         println!(
-            "  {} attempt(s) left unresolved: resolved first on the next pass",
-            r.unresolved
+            "  undecided (no definite answer yet; resolved first on the next pass with the same ClientToken): {}",
+            r.undecided.join(", ")
+        );
+    }
+    if !r.blocked.is_empty() {
+        println!(
+            "  BLOCKED (see `ddh-renewd attempts list --blocked`): {}",
+            r.blocked.join(", ")
         );
     }
     if let Some(e) = &r.config_error {

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod period;
 pub mod plan;
 pub mod policy;
+pub mod protocol;
 pub mod renew;
 pub mod time;
 pub mod token;

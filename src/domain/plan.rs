@@ -14,6 +14,10 @@ use super::window::Schedule;
 pub enum HostState {
     /// A window at or before now in the current cycle is still unrenewed.
     Due,
+    /// An attempt on the host has no definite answer yet; it is resolved with its own token.
+    Undecided,
+    /// An attempt on the host is blocked: a person must settle it (`attempts settle`).
+    Blocked,
     /// Managed here; the first window of the cycle is still ahead.
     Scheduled,
     /// PrePaid but `Normal` or `NotRenewal`: renewed by a person, or not at all.
@@ -32,6 +36,8 @@ impl HostState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Due => "due",
+            Self::Undecided => "undecided",
+            Self::Blocked => "blocked",
             Self::Scheduled => "scheduled",
             Self::NotManaged => "not_managed",
             Self::Renewed => "renewed",
@@ -60,15 +66,23 @@ pub struct HostPlan {
     pub last_window: Option<DateTime<Utc>>,
 }
 
-/// Decides a host's state at `at`. `recently_renewed` says the store recorded a successful
-/// renewal of the cycle that ended at the host's previous expiry, and `at` is still before the new
-/// cycle's first window (so the host shows `renewed` rather than `scheduled`).
+/// What the audit trail says about a host, for its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostHistory {
+    /// The store recorded a renewal into the current cycle (so before its first window the host
+    /// shows `renewed` rather than `scheduled`).
+    pub recently_renewed: bool,
+    /// An attempt on the host has no outcome: `Some(true)` if it is blocked.
+    pub open_attempt: Option<bool>,
+}
+
+/// Decides a host's state at `at`.
 pub fn plan_host(
     host: &Host,
     policy: &Policy,
     schedule: &Schedule,
     at: DateTime<Utc>,
-    recently_renewed: bool,
+    history: HostHistory,
 ) -> HostPlan {
     let none = |state| HostPlan {
         state,
@@ -88,6 +102,11 @@ pub fn plan_host(
         next_window,
         last_window,
     };
+    match history.open_attempt {
+        Some(true) => return with(HostState::Blocked, None),
+        Some(false) => return with(HostState::Undecided, None),
+        None => {}
+    }
     if host.financial_lock || e <= at {
         return with(HostState::Lapsed, None);
     }
@@ -98,7 +117,7 @@ pub fn plan_host(
         return with(HostState::Due, Some(w));
     }
     let next = schedule.next_window_after(e, at);
-    if recently_renewed {
+    if history.recently_renewed {
         with(HostState::Renewed, next)
     } else {
         with(HostState::Scheduled, next)
@@ -140,11 +159,23 @@ mod tests {
     fn spec_examples_before_the_first_window() {
         let s = Schedule::default();
         let at = t("2026-12-01T00:00:00Z");
-        let a = plan_host(&host("2026-12-10T16:00Z"), &auto(), &s, at, false);
+        let a = plan_host(
+            &host("2026-12-10T16:00Z"),
+            &auto(),
+            &s,
+            at,
+            HostHistory::default(),
+        );
         assert_eq!(a.state, HostState::Scheduled);
         assert_eq!(a.next_window, Some(t("2026-12-02T08:00:00+08:00")));
         assert_eq!(a.last_window, Some(t("2026-12-10T08:00:00+08:00")));
-        let b = plan_host(&host("2026-12-11T01:00Z"), &auto(), &s, at, false);
+        let b = plan_host(
+            &host("2026-12-11T01:00Z"),
+            &auto(),
+            &s,
+            at,
+            HostHistory::default(),
+        );
         assert_eq!(b.next_window, Some(t("2026-12-02T08:00:00+08:00")));
         assert_eq!(b.last_window, Some(t("2026-12-11T08:00:00+08:00")));
     }
@@ -157,7 +188,7 @@ mod tests {
             &auto(),
             &s,
             t("2026-12-04T09:00:00+08:00"),
-            false,
+            HostHistory::default(),
         );
         assert_eq!(p.state, HostState::Due);
         assert_eq!(p.next_window, Some(t("2026-12-04T08:00:00+08:00")));
@@ -169,21 +200,28 @@ mod tests {
         let at = t("2026-12-01T00:00:00Z");
         let mut h = host("2026-12-10T16:00Z");
         assert_eq!(
-            plan_host(&h, &Policy::default(), &s, at, false).state,
+            plan_host(&h, &Policy::default(), &s, at, HostHistory::default()).state,
             HostState::NotManaged
         );
         assert_eq!(
-            plan_host(&h, &auto(), &s, t("2026-12-10T16:00:00Z"), false).state,
+            plan_host(
+                &h,
+                &auto(),
+                &s,
+                t("2026-12-10T16:00:00Z"),
+                HostHistory::default()
+            )
+            .state,
             HostState::Lapsed
         );
         h.charge_type = ChargeType::PostPaid;
         assert_eq!(
-            plan_host(&h, &auto(), &s, at, false).state,
+            plan_host(&h, &auto(), &s, at, HostHistory::default()).state,
             HostState::Postpaid
         );
         h.status = HostStatus("Released".into());
         assert_eq!(
-            plan_host(&h, &auto(), &s, at, false).state,
+            plan_host(&h, &auto(), &s, at, HostHistory::default()).state,
             HostState::Released
         );
     }

@@ -20,21 +20,23 @@ pub struct ClientToken(String);
 
 impl ClientToken {
     /// The token of an attempt: a deterministic function of what the attempt is — its kind,
-    /// region, period, window, hosts with their cycles, and a generation bumped only when the
-    /// cloud reports the token used with other parameters. Never random, so every re-send of the
-    /// attempt (after a timeout, a crash, a restart) carries the same token; a new attempt (next
-    /// window, a split batch) gets a new one. 45 ASCII characters.
+    /// region, period, window, hosts with their cycles, and its lineage (the attempt it follows
+    /// in the same window: the batch it was split from, or the settled attempt that freed its
+    /// hosts; 0 for none). Derived once, when the attempt is written ahead, and stored: every
+    /// re-send (after a timeout, a crash, a restart) carries the stored token. A new attempt
+    /// (next window, a split, after a settle) differs in one of the inputs, so it gets a new
+    /// token. Never random, never bumped. 45 ASCII characters.
     pub fn derive(
         kind: &str,
         region: &str,
         period: Period,
         window: DateTime<Utc>,
         hosts: &[(HostId, DateTime<Utc>)],
-        generation: u32,
+        lineage: i64,
     ) -> Self {
         let mut h = Sha256::new();
         h.update(format!(
-            "ddh-renewd/1\n{kind}\n{region}\n{} {}\n{}\n{generation}\n",
+            "ddh-renewd/1\n{kind}\n{region}\n{} {}\n{}\n{lineage}\n",
             period.n,
             period.unit,
             window.timestamp()

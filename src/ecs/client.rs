@@ -304,6 +304,8 @@ impl EcsClient {
         let mut out = Vec::new();
         for chunk in chunks {
             let mut token = String::new();
+            let mut total = None;
+            let before = out.len();
             for page in 0.. {
                 if page >= MAX_PAGES {
                     return Err(EcsError::Decode {
@@ -325,11 +327,24 @@ impl EcsClient {
                 let r: DescribeDedicatedHostsResponse = self
                     .call_read("DescribeDedicatedHosts", region, &params)
                     .await?;
+                total.get_or_insert(r.total_count);
                 out.extend(r.dedicated_hosts.dedicated_host);
                 if r.next_token.is_empty() || r.next_token == token {
                     break;
                 }
                 token = r.next_token;
+            }
+            // A listing that says it holds more hosts than it returned is not "the rest are
+            // gone": it is an answer we cannot trust.
+            let got = out.len() - before;
+            if let Some(t) = total
+                && usize::try_from(t).is_ok_and(|t| t > got)
+            {
+                return Err(EcsError::Decode {
+                    action: "DescribeDedicatedHosts",
+                    status: 200,
+                    message: format!("TotalCount is {t} but {got} hosts were returned"),
+                });
             }
         }
         Ok(out)

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::protocol::{Answer, Refusal};
+
 /// The standard error body (`RequestId`, `HostId`, `Code`, `Message`, `Recommend`) plus the HTTP
 /// status it came with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +93,8 @@ pub fn classify(status: u16, code: &str) -> ErrorClass {
     }
 }
 
-/// The codes that mean "this ClientToken was used with other parameters": re-read the expiry,
-/// then open a new attempt with a new token.
+/// The codes that mean "this ClientToken is bound to other parameters": re-read, then decide;
+/// never a new token on this ground alone.
 pub fn is_idempotence_mismatch(code: &str) -> bool {
     matches!(
         code,
@@ -142,6 +144,29 @@ impl EcsError {
             Self::Decode { status, .. } if *status >= 500 => ErrorClass::Transient,
             Self::Decode { .. } => ErrorClass::Definite,
             Self::Setup(_) => ErrorClass::Configuration,
+        }
+    }
+
+    /// What this failure means for a written-ahead `RenewDedicatedHosts` (SPEC §3.1): only a
+    /// definite business refusal decides anything; a body that cannot be read, a timeout, a 5xx
+    /// or throttling decide nothing, and a refusal before processing says nothing about earlier
+    /// sends of the same attempt.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Self::Api { error, .. } if is_idempotence_mismatch(&error.code) => {
+                Answer::TokenMismatch
+            }
+            Self::Api { error, .. } => match classify(error.status, &error.code) {
+                ErrorClass::Transient => Answer::Undecided,
+                ErrorClass::Definite => Answer::Refused(Refusal::Definite),
+                ErrorClass::HostGone => Answer::Refused(Refusal::HostGone),
+                ErrorClass::Configuration if error.code.starts_with("InvalidPeriod") => {
+                    Answer::Refused(Refusal::Parameters)
+                }
+                ErrorClass::Configuration => Answer::Unauthorized,
+            },
+            Self::Transport { .. } | Self::Decode { .. } => Answer::Undecided,
+            Self::Setup(_) => Answer::Unauthorized,
         }
     }
 
@@ -197,6 +222,54 @@ mod tests {
         ];
         for (status, code, want) in cases {
             assert_eq!(classify(status, code), want, "{code}");
+        }
+    }
+
+    #[test]
+    fn only_definite_business_answers_decide_a_renewal() {
+        let api = |status, code: &str| EcsError::Api {
+            action: "RenewDedicatedHosts",
+            error: Box::new(ApiError {
+                status,
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+                host_id: None,
+                recommend: None,
+            }),
+        };
+        let cases = [
+            (
+                api(400, "InsufficientBalance"),
+                Answer::Refused(Refusal::Definite),
+            ),
+            (
+                api(404, "InvalidDedicatedHostId.NotFound"),
+                Answer::Refused(Refusal::HostGone),
+            ),
+            (
+                api(400, "InvalidPeriod"),
+                Answer::Refused(Refusal::Parameters),
+            ),
+            (api(400, "IdempotenceParamNotMatch"), Answer::TokenMismatch),
+            (api(400, "IdempotentFailed"), Answer::TokenMismatch),
+            (api(403, "LastTokenProcessing"), Answer::Undecided),
+            (api(400, "IdempotentProcessing"), Answer::Undecided),
+            (api(503, "ServiceUnavailable"), Answer::Undecided),
+            (api(400, "Throttling.User"), Answer::Undecided),
+            (api(400, "SignatureDoesNotMatch"), Answer::Unauthorized),
+            (api(403, "Forbidden.RAM"), Answer::Unauthorized),
+            (
+                EcsError::Decode {
+                    action: "RenewDedicatedHosts",
+                    status: 200,
+                    message: "x".into(),
+                },
+                Answer::Undecided,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.answer(), want, "{e}");
         }
     }
 

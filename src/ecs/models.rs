@@ -20,7 +20,7 @@ pub struct DescribeDedicatedHostsResponse {
     /// Empty when there are no more pages.
     #[serde(default)]
     pub next_token: String,
-    #[serde(default)]
+    /// Required: an answer without the list is malformed, not "no hosts".
     pub dedicated_hosts: DedicatedHosts,
 }
 

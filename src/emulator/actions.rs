@@ -374,6 +374,7 @@ pub fn renew(state: &mut State, p: &Params<'_>, request_id: &str) -> ApiResult {
             expired_time_after: to_ecs(after),
             request_id: request_id.to_owned(),
             at: to_db(now),
+            source: super::state::LedgerSource::Api,
         });
     }
     let order: u64 = rand::rng().random_range(100_000_000_000..999_999_999_999);
@@ -425,8 +426,13 @@ pub fn modify_auto_renew(state: &mut State, p: &Params<'_>, request_id: &str) ->
     };
     let (ids, policy) =
         validate_policy_request(&req, |id| state.hosts.get(id.as_str()).map(|h| &h.host))?;
+    let now = state.now();
     for id in ids {
         if let Some(h) = state.hosts.get_mut(id.as_str()) {
+            if policy.status == RenewalStatus::AutoRenewal && h.renewal_status != policy.status {
+                // Cloud-side auto-renew looks at windows from now on.
+                h.charged_through = now;
+            }
             h.renewal_status = policy.status;
             h.duration = policy.period.n;
             h.period_unit = policy.period.unit;

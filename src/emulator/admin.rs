@@ -29,6 +29,8 @@ pub(super) fn router() -> Router<Arc<Shared>> {
         .route("/latency", put(set_latency))
         .route("/ledger", get(ledger))
         .route("/requests", get(requests))
+        .route("/renew", post(renew_elsewhere))
+        .route("/inflight", get(inflight))
 }
 
 type App = AxState<Arc<Shared>>;
@@ -128,6 +130,7 @@ fn to_emu(h: AdminHost, now: chrono::DateTime<Utc>) -> Result<EmuHost, String> {
             id,
         },
         created: now,
+        charged_through: now,
         renewal_status,
         duration: h
             .duration
@@ -165,7 +168,8 @@ async fn add_hosts(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Ans
 
 async fn list_hosts(AxState(app): App, peer: Peer) -> Answer {
     loopback(&peer)?;
-    let st = app.lock();
+    let mut st = app.lock();
+    st.charge_cloud_auto_renew();
     let now = st.now();
     let v: Vec<_> = st.hosts.values().map(|h| host_view(h, now)).collect();
     Ok(Json(v).into_response())
@@ -186,20 +190,20 @@ async fn set_clock(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Ans
     let mut st = app.lock();
     match (b.now, b.advance) {
         (Some(now), None) => match parse_instant(&now) {
-            Ok(t) => st.clock_offset = t - Utc::now(),
+            Ok(t) => st.set_clock(t),
             Err(e) => return Err(bad(e)),
         },
-        (None, Some(adv)) => match parse_duration(&adv)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-        {
-            Some(d) => st.clock_offset += d,
-            None => {
+        (None, Some(adv)) => {
+            let d = parse_duration(&adv)
+                .ok()
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .ok_or_else(|| bad(format!("advance {adv:?} is not a duration like \"24h\"")))?;
+            if st.advance_clock(d).is_none() {
                 return Err(bad(format!(
-                    "advance {adv:?} is not a duration like \"24h\""
+                    "advance {adv:?} would move the clock out of range (before 1970 or after 9000)"
                 )));
             }
-        },
+        }
         _ => {
             return Err(bad(
                 "give exactly one of {\"now\": RFC3339} or {\"advance\": \"24h\"}",
@@ -249,7 +253,55 @@ async fn set_latency(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> A
 
 async fn ledger(AxState(app): App, peer: Peer) -> Answer {
     loopback(&peer)?;
-    Ok(Json(&app.lock().ledger).into_response())
+    let mut st = app.lock();
+    st.charge_cloud_auto_renew();
+    Ok(Json(&st.ledger).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RenewBody {
+    dedicated_host_ids: Vec<String>,
+    #[serde(default = "one_period")]
+    period: i64,
+    #[serde(default)]
+    period_unit: Option<String>,
+}
+
+fn one_period() -> i64 {
+    1
+}
+
+/// Renews hosts "elsewhere" (by hand, outside ddh-renewd): ledger source `elsewhere`.
+async fn renew_elsewhere(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let b: RenewBody = body(&raw)?;
+    let unit = match b.period_unit.as_deref() {
+        None => PeriodUnit::Month,
+        Some(u) => PeriodUnit::parse(u).map_err(|e| bad(e.to_string()))?,
+    };
+    let period =
+        crate::domain::Period::for_renewal(b.period, unit).map_err(|e| bad(e.to_string()))?;
+    let mut st = app.lock();
+    if let Some(missing) = b
+        .dedicated_host_ids
+        .iter()
+        .find(|id| !st.hosts.contains_key(*id))
+    {
+        return Err(bad(format!("{missing}: no such host")));
+    }
+    let mut entries = Vec::with_capacity(b.dedicated_host_ids.len());
+    for id in &b.dedicated_host_ids {
+        entries.push(st.renew_elsewhere(id, period).map_err(bad)?);
+    }
+    Ok(Json(entries).into_response())
+}
+
+/// RenewDedicatedHosts requests being processed right now (arrived, not yet applied).
+async fn inflight(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    let st = app.lock();
+    Ok(Json(json!({ "renewing": st.renewing_hosts() })).into_response())
 }
 
 async fn requests(AxState(app): App, peer: Peer) -> Answer {

@@ -4,6 +4,12 @@
 //! signatures verified, Alibaba's JSON shapes and error body, ClientToken replay, a quota per
 //! (key, action), a virtual clock, seeded fault injection, and an admin API under `/_emulator/`
 //! (loopback peers only). It depends on `ecs` and `domain`, never on the engine.
+//!
+//! It is as stubborn as the cloud: a request that has arrived is processed to completion in a
+//! task of its own, whether or not its client is still connected (a `delay` fault makes the
+//! processing outlive the client's timeout); hosts with cloud-side `AutoRenewal` are charged by
+//! the emulator itself at its windows; and an admin call renews a host "elsewhere". The ledger
+//! records every renewal with its source.
 
 pub mod actions;
 mod admin;
@@ -30,8 +36,8 @@ use state::{FaultKind, LogEntry, State, Stored, TokenEntry, TokenState, request_
 /// The fixed test key pair used when no keys are configured (the fake pair of ecs-api.md §1.4).
 pub const TEST_ACCESS_KEY_ID: &str = "LTAI5tTestKeyId000000000";
 pub const TEST_ACCESS_KEY_SECRET: &str = "TestSecret0123456789abcdefghijk";
-/// How long a `hang` fault holds a request before giving up on it.
-const HANG_LIMIT: Duration = Duration::from_secs(3600);
+/// How long a `hang` fault without `ms` holds a request before dropping it (nothing applied).
+const HANG_LIMIT_MS: u64 = 3_600_000;
 
 #[derive(Clone)]
 pub struct EmulatorConfig {
@@ -221,6 +227,9 @@ fn completed(status: u16, code: &str) -> bool {
     status < 500 && !crate::ecs::error::is_throttling(code)
 }
 
+/// The API handler. Once the whole request has arrived it is processed in a task of its own,
+/// so its effect never depends on the connection: a client that hangs up (a timeout) does not
+/// stop the work, just as with the real cloud.
 async fn api(
     AxState(app): AxState<Arc<Shared>>,
     method: Method,
@@ -228,9 +237,33 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let work = tokio::spawn(process(app, method, uri, headers, body));
+    match work.await {
+        Ok(r) => r,
+        Err(e) => json_response(
+            500,
+            serde_json::json!({"Code": "InternalError", "Message": format!("emulator task failed: {e}")})
+                .to_string(),
+        ),
+    }
+}
+
+/// Sleeps `ms`, or less if the emulator stops.
+async fn hold(app: &Shared, ms: u64) {
+    let mut rx = app.shutdown.clone();
+    let _ = tokio::time::timeout(Duration::from_millis(ms), rx.wait_for(|s| *s)).await;
+}
+
+async fn process(
+    app: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let latency = app.lock().latency_ms;
     if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+        hold(&app, latency).await;
     }
     let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
@@ -283,7 +316,7 @@ async fn api(
     };
 
     // Verify, check action and quota, and pick a fault, all under one lock.
-    let (action, fault) = {
+    let (action, fault, named) = {
         let mut st = app.lock();
         let req = verify::Request {
             method: method.as_str(),
@@ -334,7 +367,7 @@ async fn api(
             crate::domain::ids::parse_id_list(p.get("DedicatedHostIds").unwrap_or_default())
                 .unwrap_or_default();
         let fault = st.pick_fault(action, &named);
-        (action, fault)
+        (action, fault, named)
     };
 
     let token = (action == "RenewDedicatedHosts")
@@ -353,8 +386,9 @@ async fn api(
                 entry.code = "fault:hang".into();
                 st.log(entry);
             }
-            let mut rx = app.shutdown.clone();
-            let _ = tokio::time::timeout(HANG_LIMIT, rx.wait_for(|s| *s)).await;
+            let ms = fault.as_ref().map_or(0, |f| f.ms);
+            let ms = if ms == 0 { HANG_LIMIT_MS } else { ms };
+            hold(&app, ms).await;
             return dropped();
         }
         Some(FaultKind::Reset) => {
@@ -440,11 +474,20 @@ async fn api(
             }
         }
     }
+    let renewal = action == "RenewDedicatedHosts";
+    if renewal {
+        app.lock().begin_renewal(&named);
+    }
     if let Some(f) = fault.as_ref().filter(|f| f.kind == FaultKind::Delay) {
-        tokio::time::sleep(Duration::from_millis(f.ms)).await;
+        // Processing takes this long, whether or not the client is still there.
+        hold(&app, f.ms).await;
     }
 
     let mut st = app.lock();
+    if renewal {
+        st.end_renewal(&named);
+    }
+    st.charge_cloud_auto_renew();
     let result: ApiResult = match action {
         "DescribeDedicatedHosts" => actions::describe_dedicated_hosts(&st, &p, &rid),
         "DescribeDedicatedHostAutoRenew" => actions::describe_auto_renew(&st, &p, &rid),

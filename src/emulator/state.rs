@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,8 @@ pub struct EmuHost {
     pub renewal_status: RenewalStatus,
     pub duration: u32,
     pub period_unit: PeriodUnit,
+    /// Cloud-side auto-renew has looked at every window up to here (virtual time).
+    pub charged_through: DateTime<Utc>,
 }
 
 /// A response as sent, kept to replay for a repeated ClientToken.
@@ -47,6 +49,18 @@ pub struct TokenEntry {
     pub state: TokenState,
 }
 
+/// Who paid for a renewal in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerSource {
+    /// `RenewDedicatedHosts` (with its ClientToken, if any).
+    Api,
+    /// By hand, outside ddh-renewd (admin `POST /_emulator/renew`).
+    Elsewhere,
+    /// The cloud's own auto-renew, at its window.
+    Cloud,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LedgerEntry {
@@ -58,6 +72,7 @@ pub struct LedgerEntry {
     pub expired_time_after: String,
     pub request_id: String,
     pub at: String,
+    pub source: LedgerSource,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +161,8 @@ pub struct State {
     pub ledger: Vec<LedgerEntry>,
     pub log: VecDeque<LogEntry>,
     pub latency_ms: u64,
+    /// RenewDedicatedHosts requests being processed, per named host.
+    pub renewing: HashMap<String, u32>,
     rules: Vec<FaultRule>,
     rng: StdRng,
     nonces: HashSet<String>,
@@ -162,6 +179,7 @@ impl Default for State {
             ledger: Vec::new(),
             log: VecDeque::new(),
             latency_ms: 0,
+            renewing: HashMap::new(),
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(0),
             nonces: HashSet::new(),
@@ -264,6 +282,139 @@ impl State {
     pub fn reset(&mut self) {
         *self = Self::default();
     }
+
+    /// Moves the virtual clock by `by`; refused (`None`) if the instant would be out of range.
+    pub fn advance_clock(&mut self, by: chrono::Duration) -> Option<DateTime<Utc>> {
+        let offset = self.clock_offset.checked_add(&by)?;
+        let now = Utc::now().checked_add_signed(offset)?;
+        // Keep headroom so that adding periods to expiries stays in range too.
+        if now.year_ce().1 > 9000 || now.year() < 1970 {
+            return None;
+        }
+        self.clock_offset = offset;
+        Some(now)
+    }
+
+    /// Sets the virtual clock to `at`.
+    pub fn set_clock(&mut self, at: DateTime<Utc>) {
+        self.clock_offset = at - Utc::now();
+    }
+
+    pub(crate) fn begin_renewal(&mut self, hosts: &[String]) {
+        for h in hosts {
+            *self.renewing.entry(h.clone()).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn end_renewal(&mut self, hosts: &[String]) {
+        for h in hosts {
+            if let Some(n) = self.renewing.get_mut(h) {
+                *n -= 1;
+                if *n == 0 {
+                    self.renewing.remove(h);
+                }
+            }
+        }
+    }
+
+    /// Hosts with a RenewDedicatedHosts being processed right now.
+    pub fn renewing_hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.renewing.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Cloud-side auto-renew, as Alibaba documents it: a host whose cloud-side status is
+    /// `AutoRenewal` is charged at 08:00 UTC+8 from nine days before expiry (its own Duration,
+    /// default 1 Month), each window at most once, in virtual time. Run before every request is
+    /// processed, so a charge due at a window happens before anything that follows it.
+    pub fn charge_cloud_auto_renew(&mut self) {
+        let now = self.now();
+        let schedule = crate::domain::Schedule::default();
+        for h in self.hosts.values_mut() {
+            let on = h.renewal_status == RenewalStatus::AutoRenewal
+                && h.host.charge_type == crate::domain::ChargeType::PrePaid
+                && !h.host.status.is_released();
+            if on {
+                while let Some(entry) = charge_once(h, now, &schedule) {
+                    self.ledger.push(entry);
+                }
+            }
+            if h.charged_through < now {
+                h.charged_through = now;
+            }
+        }
+    }
+
+    /// Renews a host by hand, outside ddh-renewd (ledger source `elsewhere`).
+    pub fn renew_elsewhere(
+        &mut self,
+        id: &str,
+        period: crate::domain::Period,
+    ) -> Result<LedgerEntry, String> {
+        self.charge_cloud_auto_renew();
+        let now = self.now();
+        let h = self
+            .hosts
+            .get_mut(id)
+            .ok_or_else(|| format!("{id}: no such host"))?;
+        if h.host.charge_type != crate::domain::ChargeType::PrePaid {
+            return Err(format!("{id} is PostPaid"));
+        }
+        let before = h.host.expired_time;
+        let after = period
+            .add_to(before)
+            .ok_or_else(|| format!("{id}: the renewed expiry is out of range"))?;
+        h.host.expired_time = after;
+        h.host.financial_lock = false;
+        let entry = LedgerEntry {
+            dedicated_host_id: id.to_owned(),
+            client_token: None,
+            period: period.n,
+            period_unit: period.unit.to_string(),
+            expired_time_before: crate::domain::time::to_ecs(before),
+            expired_time_after: crate::domain::time::to_ecs(after),
+            request_id: request_id(),
+            at: crate::domain::time::to_db(now),
+            source: LedgerSource::Elsewhere,
+        };
+        self.ledger.push(entry.clone());
+        Ok(entry)
+    }
+}
+
+/// Charges the first window of the host's cycle after `charged_through` and at or before `now`.
+fn charge_once(
+    h: &mut EmuHost,
+    now: DateTime<Utc>,
+    schedule: &crate::domain::Schedule,
+) -> Option<LedgerEntry> {
+    let e = h.host.expired_time;
+    let w = schedule
+        .windows(e)
+        .into_iter()
+        .find(|w| *w > h.charged_through && *w <= now)?;
+    let period = crate::domain::Period::for_policy(i64::from(h.duration), h.period_unit).unwrap_or(
+        crate::domain::Period {
+            n: 1,
+            unit: PeriodUnit::Month,
+        },
+    );
+    let after = period.add_to(e)?;
+    h.host.expired_time = after;
+    h.host.financial_lock = false;
+    h.charged_through = w;
+    Some(LedgerEntry {
+        dedicated_host_id: h.host.id.to_string(),
+        client_token: None,
+        period: period.n,
+        period_unit: period.unit.to_string(),
+        expired_time_before: crate::domain::time::to_ecs(e),
+        expired_time_after: crate::domain::time::to_ecs(after),
+        request_id: request_id(),
+        at: crate::domain::time::to_db(w),
+        source: LedgerSource::Cloud,
+    })
 }
 
 /// A request id in the shape Alibaba uses (upper-case UUID).

@@ -1,22 +1,25 @@
-//! One actor per database (SPEC §3.1): an exclusive OS lock on `<database>.lock`, held for the
-//! life of the process. A second daemon (or `tick`, `renew`) on the same database exits with a
-//! message naming the holder.
+//! One actor per database (SPEC §3.1). The lock is an exclusive `flock` on the database file
+//! itself, so it follows the inode: a symlink, a hard link, a relative path or another spelling
+//! of the same file meet the same lock, and there is no side file to delete. `flock` locks are
+//! independent of the POSIX record locks SQLite uses, so the two never interfere.
+//!
+//! The lock only keeps honest processes apart; the epoch (`Store::claim_epoch`) fences the
+//! write-ahead itself, so a process that lost the database cannot open a new attempt.
+//!
+//! One rule follows from SQLite's POSIX locks: closing *any* descriptor of the database file
+//! drops every POSIX lock the process holds on it. So the lock is taken before the store is
+//! opened and released only after the store is closed ([`crate::engine::Engine::close`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another ddh-renewd (pid {pid}) is already acting on {db}; only one may run at a time (lock file {lock})"
+        "another ddh-renewd is already acting on {db}; only one may run at a time (the lock is on the database file itself)"
     )]
-    Held {
-        pid: String,
-        db: String,
-        lock: String,
-    },
-    #[error("cannot open the lock file {path}: {message}")]
+    Held { db: PathBuf },
+    #[error("cannot open the database file {path} to lock it: {message}")]
     Io { path: PathBuf, message: String },
 }
 
@@ -27,43 +30,25 @@ pub struct ActorLock {
 }
 
 impl ActorLock {
+    /// Locks the database file at `db` (creating an empty one if none exists: SQLite takes an
+    /// empty file as a new database).
     pub fn acquire(db: &Path) -> Result<Self, LockError> {
-        let mut name = db.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
         let io = |e: std::io::Error| LockError::Io {
-            path: path.clone(),
+            path: db.to_owned(),
             message: e.to_string(),
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
+            .open(db)
             .map_err(io)?;
         match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                return Err(LockError::Held {
-                    pid: if pid.trim().is_empty() {
-                        "unknown".into()
-                    } else {
-                        pid.trim().to_owned()
-                    },
-                    db: db.display().to_string(),
-                    lock: path.display().to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held { db: db.to_owned() }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        write!(file, "{}", std::process::id()).map_err(io)?;
-        file.flush().map_err(io)?;
-        Ok(Self { _file: file })
     }
 }
 
@@ -72,16 +57,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_holder_is_refused_with_the_pid() {
+    fn the_lock_follows_the_file_not_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
         let first = ActorLock::acquire(&db).unwrap();
-        let e = ActorLock::acquire(&db).unwrap_err().to_string();
-        assert!(
-            e.contains(&std::process::id().to_string()) && e.contains("only one"),
-            "{e}"
-        );
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        let hard = dir.path().join("hard.db");
+        std::fs::hard_link(&db, &hard).unwrap();
+        let dotted = dir.path().join(".").join("x.db");
+        for other in [&db, &link, &hard, &dotted] {
+            let e = ActorLock::acquire(other).unwrap_err();
+            assert!(e.to_string().contains("only one"), "{other:?}: {e}");
+        }
         drop(first);
-        assert!(ActorLock::acquire(&db).is_ok());
+        assert!(ActorLock::acquire(&link).is_ok());
     }
 }

@@ -1,11 +1,214 @@
-//! Orchestration between the store and the ECS client: `sync`, and the renewal engine with its
-//! clock and one-actor lock.
+//! The renewal engine: a thin driver of the protocol in [`crate::domain::protocol`].
+//!
+//! A pass over a window (`pass.rs`) runs three steps, each in its own file:
+//! 1. `resolve.rs` — every attempt without an outcome is re-read; the protocol decides it,
+//!    blocks it, or has it re-sent byte for byte with its own token;
+//! 2. `due.rs` — the hosts to look at are read from the cloud; the protocol decides per host
+//!    (send, close, skip), the inventory follows the cloud, and each batch is written ahead and
+//!    sent (`send.rs`); a definite refusal of a batch retries its hosts in smaller attempts;
+//! 3. `reminders.rs` — notices for hosts renewed by hand.
+//!
+//! `record.rs` turns decisions into audit rows and notices; `observe.rs` reads the cloud;
+//! `manual.rs` is `renew`, through the same steps. `sync.rs`, `clock.rs`, `lock.rs` serve them.
 
 pub mod clock;
+mod due;
 pub mod lock;
-pub mod renew;
+mod manual;
+mod observe;
+mod pass;
+mod record;
+mod reminders;
+mod resolve;
+mod send;
 pub mod sync;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
 pub use clock::{Clock, OffsetClock, SettableClock, SystemClock};
-pub use lock::ActorLock;
-pub use renew::{Engine, EngineConfig, PassReport};
+pub use lock::{ActorLock, LockError};
+pub use pass::PassReport;
+
+use crate::domain::Schedule;
+use crate::ecs::EcsClient;
+use crate::ecs::client::MAX_PER_CALL;
+use crate::store::{Epoch, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub schedule: Schedule,
+    pub batch_size: usize,
+    pub in_window_retry: Duration,
+    pub reminder_days: Vec<u32>,
+    pub takeover: bool,
+    /// Batches in flight at once.
+    pub concurrency: usize,
+    /// Backoff between re-sends of one attempt: full jitter, doubling from `base` up to `cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl EngineConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            schedule: c.schedule.schedule(),
+            batch_size: usize::try_from(c.ecs.batch_size)
+                .unwrap_or(MAX_PER_CALL)
+                .clamp(1, MAX_PER_CALL),
+            in_window_retry: c.schedule.in_window_retry,
+            reminder_days: c.notify.reminder_days.clone(),
+            takeover: c.ecs.takeover,
+            concurrency: 8,
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another process took the database over: this one must not send anything more.
+    #[error("{0}")]
+    Fenced(String),
+    /// `renew` refused: these hosts have attempts whose outcome is not known yet.
+    #[error(
+        "not sent: {hosts} {have} an attempt whose outcome is not decided yet (attempt {attempts}); \
+         ddh-renewd resolves it with its own ClientToken, or it is blocked and waits for \
+         `ddh-renewd attempts settle`. See `ddh-renewd attempts list`."
+    )]
+    Busy {
+        hosts: String,
+        have: &'static str,
+        attempts: String,
+    },
+    /// `renew` refused: the cloud could not be read, so nothing may be sent.
+    #[error(
+        "not sent: the hosts could not be read from ECS ({0}); nothing is sent without a fresh read"
+    )]
+    Unreadable(String),
+    #[error("not sent: {0}")]
+    Refused(String),
+}
+
+/// The right to act on a database: the OS lock on its file and the epoch claimed under it.
+#[derive(Debug)]
+pub struct Actor {
+    _lock: ActorLock,
+    epoch: Epoch,
+}
+
+impl Actor {
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+}
+
+/// Locks the database file, opens the store and claims a new epoch: the one way to get an
+/// [`Actor`]. On a held lock the error names the holder's pid when the database knows it.
+pub async fn take_database(db: &Path, schedule: Schedule) -> Result<(Store, Actor), String> {
+    let lock = match ActorLock::acquire(db) {
+        Ok(l) => l,
+        Err(LockError::Held { .. }) => {
+            let holder = Store::peek_actor(db)
+                .await
+                .map(|(epoch, pid)| format!(" (pid {pid}, epoch {epoch})"));
+            return Err(format!(
+                "another ddh-renewd{} is already acting on {}; only one may run at a time",
+                holder.unwrap_or_default(),
+                db.display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let store = Store::open(db, schedule).await.map_err(|e| e.to_string())?;
+    let epoch = store
+        .claim_epoch(std::process::id(), Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((store, Actor { _lock: lock, epoch }))
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) client: Arc<EcsClient>,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Set on SIGTERM: no new sends; in-flight calls finish and are recorded.
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// `None`: this engine may read and report but never write ahead (dry run).
+    pub(crate) actor: Option<Actor>,
+}
+
+/// The engine; cheap to clone (tasks of one pass share it).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        client: Arc<EcsClient>,
+        cfg: EngineConfig,
+        clock: Arc<dyn Clock>,
+        actor: Option<Actor>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                client,
+                cfg,
+                clock,
+                shutdown: Arc::new(AtomicBool::new(false)),
+                actor,
+            }),
+        }
+    }
+
+    /// The flag that stops new sends (in-flight calls finish and are recorded).
+    pub fn shutdown_handle(&self) -> Arc<AtomicBool> {
+        self.inner.shutdown.clone()
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.inner.shutdown.load(Ordering::SeqCst)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn client(&self) -> &EcsClient {
+        &self.inner.client
+    }
+
+    pub fn client_handle(&self) -> Arc<EcsClient> {
+        self.inner.client.clone()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The window a pass run now belongs to.
+    pub fn current_window(&self) -> DateTime<Utc> {
+        self.inner.cfg.schedule.window_at_or_before(self.now())
+    }
+
+    /// Closes the store, then releases the actor lock (in this order: see `lock.rs`).
+    pub async fn close(self) {
+        self.inner.store.clone().close().await;
+        drop(self);
+    }
+}

@@ -63,6 +63,8 @@ pub async fn sync(
             access_key_id: client.access_key_id().to_owned(),
             source,
         };
+        // Versions before the read: whatever changes meanwhile is newer than this read.
+        let snapshot = store.row_versions().await?;
         let raw = client
             .describe_dedicated_hosts(region, None)
             .await
@@ -95,7 +97,9 @@ pub async fn sync(
                 unit: a.period_unit,
             })
             .collect();
-        let mut applied = store.apply_sync(region, &hosts, &renewals, now()).await?;
+        let mut applied = store
+            .apply_sync(region, &hosts, &renewals, &snapshot, now())
+            .await?;
 
         if takeover && !applied.double_renew_risk.is_empty() {
             let ids = std::mem::take(&mut applied.double_renew_risk);

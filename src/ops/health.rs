@@ -1,5 +1,6 @@
-//! Health: unhealthy on a configuration-class error (until a later pass succeeds) or a missed
-//! window (the current window's time passed a grace period ago without a completed run).
+//! Health: unhealthy on a configuration-class error (until a later pass succeeds), a missed
+//! window (the current window's time passed a grace period ago without a completed run), or a
+//! blocked attempt (until a person settles it or the cloud closes its hosts).
 
 use std::sync::Mutex;
 
@@ -69,6 +70,19 @@ impl Health {
                 Ok(false) => reasons.push(format!("missed window: {} was not run", to_db(window))),
                 Err(e) => reasons.push(format!("cannot read the database: {e}")),
             }
+        }
+        match store.undecided_attempts().await {
+            Ok(list) => {
+                for a in list.iter().filter(|a| a.blocked_reason.is_some()) {
+                    reasons.push(format!(
+                        "blocked attempt {} (ClientToken {}) on {} needs attention: see `ddh-renewd attempts list --blocked`",
+                        a.attempt_id,
+                        a.client_token,
+                        a.hosts.join(", ")
+                    ));
+                }
+            }
+            Err(e) => reasons.push(format!("cannot read the database: {e}")),
         }
         let healthy = reasons.is_empty();
         HealthReport {

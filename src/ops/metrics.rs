@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use sqlx::Row;
 
 use super::OpsState;
-use crate::domain::plan::plan_host;
+use crate::domain::plan::{HostHistory, plan_host};
 use crate::store::StoreError;
 
 type Labels = Vec<(String, String)>;
@@ -64,6 +64,7 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     let hosts_by_state = Family::<Labels, Gauge>::default();
     let records = s.store.hosts(false).await?;
     let renewed = s.store.renewed_into_current_cycle().await?;
+    let open = s.store.hosts_in_open_attempts().await?;
     for r in &records {
         let id = r.host.id.as_str();
         expiry
@@ -74,7 +75,10 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
             &r.effective_policy(),
             &s.schedule,
             now,
-            renewed.contains_key(id),
+            HostHistory {
+                recently_renewed: renewed.contains_key(id),
+                open_attempt: open.get(id).map(|(_, blocked)| *blocked),
+            },
         );
         if let Some(w) = p.next_window {
             next.get_or_create(&labels(&[("host_id", id)]))
@@ -95,6 +99,22 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
         next,
     );
     reg.register("hosts", "Hosts in the inventory by state", hosts_by_state);
+    let undecided = Family::<Labels, Gauge>::default();
+    for state in ["open", "blocked"] {
+        let _ = undecided.get_or_create(&labels(&[("state", state)]));
+    }
+    let mut seen_attempts = std::collections::HashSet::new();
+    for (attempt, blocked) in open.values() {
+        if seen_attempts.insert(*attempt) {
+            let state = if *blocked { "blocked" } else { "open" };
+            undecided.get_or_create(&labels(&[("state", state)])).inc();
+        }
+    }
+    reg.register(
+        "attempts_undecided",
+        "Renewal attempts without an outcome: open (resolved with their own ClientToken) or blocked (a person must settle them)",
+        undecided,
+    );
 
     let pool = s.store.pool();
     reg.register(

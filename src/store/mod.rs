@@ -8,7 +8,8 @@
 mod error;
 #[macro_use]
 mod rows;
-pub mod engine;
+pub mod attempts;
+mod audit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -25,7 +26,11 @@ use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
 use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy, RenewalStatus, Schedule};
 
-pub use engine::AuditKind;
+pub use attempts::{
+    AnswerRecord, Attempt, AttemptSummary, Epoch, Event, NewAttempt, NoticeRow, Observation,
+    SettleError, Settled, UndecidedAttempt, Verdict, WindowRun, WriteAheadError,
+};
+pub use audit::AuditKind;
 pub use error::StoreError;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 
@@ -82,6 +87,10 @@ pub struct SyncApplied {
     pub released: Vec<HostId>,
     pub cloud_renewal_changed: usize,
     pub double_renew_risk: Vec<HostId>,
+    /// Hosts that changed while the sync was reading the cloud: left as they are.
+    pub changed_meanwhile: Vec<HostId>,
+    /// Hosts whose expiry the cloud shows earlier than the inventory did (recorded).
+    pub expiry_moved_back: Vec<HostId>,
 }
 
 /// What `set_policy` did.
@@ -216,6 +225,29 @@ impl Store {
             .await
             .map_err(StoreError::sql("reading a host"))?;
         row.as_ref().map(HostRecord::from_row).transpose()
+    }
+
+    /// The hosts with these ids (removed or not), in id order.
+    pub async fn hosts_by_ids(&self, ids: &[HostId]) -> Result<Vec<HostRecord>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new(concat!(rows_select!(), " WHERE h.host_id IN ("));
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.as_str().to_owned());
+            }
+            qb.push(") ORDER BY h.host_id");
+            let rows = qb
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::sql("reading hosts"))?;
+            for r in &rows {
+                out.push(HostRecord::from_row(r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Policy history, oldest first, optionally for one host.
@@ -383,22 +415,51 @@ impl Store {
     /// region it no longer returns (marked `Released`, never deleted), the cloud-side renewal
     /// attributes, and `double_renew_risk` notices for hosts renewed both here and by the cloud.
     /// One transaction; every change is in the history under one `sync` operation.
+    ///
+    /// `snapshot` holds every host's `row_version` as read before the cloud was: a host changed
+    /// since (a renewal recorded by the engine, an import) is left as it is — a slow sync never
+    /// commits a stale read over newer state — and reported in `changed_meanwhile`.
     pub async fn apply_sync(
         &self,
         region: &str,
         cloud: &[Host],
         renewals: &[CloudRenewal],
+        snapshot: &HashMap<String, i64>,
         now: DateTime<Utc>,
     ) -> Result<SyncApplied, StoreError> {
         let now_s = to_db(now);
         let day = self.schedule.local_date(now).to_string();
         let mut tx = self.begin().await?;
         let existing = read_all(&mut tx).await?;
+        let changed = |id: &str| match (existing.get(id), snapshot.get(id)) {
+            (Some(rec), Some(v)) => rec.row_version != *v,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let mut changed_meanwhile: Vec<HostId> = cloud
+            .iter()
+            .filter(|h| changed(h.id.as_str()))
+            .map(|h| h.id.clone())
+            .collect();
+        let cloud: Vec<&Host> = cloud.iter().filter(|h| !changed(h.id.as_str())).collect();
+        let mut expiry_moved_back: Vec<HostId> = cloud
+            .iter()
+            .filter(|h| {
+                existing
+                    .get(h.id.as_str())
+                    .is_some_and(|e| e.host.expired_time > h.expired_time)
+            })
+            .map(|h| h.id.clone())
+            .collect();
+        expiry_moved_back.sort();
+        for id in &expiry_moved_back {
+            tracing::warn!(host_id = %id, "sync: the cloud shows an earlier expiry than the inventory; recorded, and re-checked against the cloud before any renewal");
+        }
         let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
         let inputs: Vec<HostInput> = cloud
             .iter()
             .map(|h| HostInput {
-                host: h.clone(),
+                host: (*h).clone(),
                 policy: None,
             })
             .collect();
@@ -419,7 +480,10 @@ impl Store {
         let mut changes = Vec::new();
         for rec in existing.values() {
             let id = rec.host.id.as_str();
-            if rec.host.region_id == region && !rec.host.status.is_released() && !seen.contains(id)
+            if rec.host.region_id == region
+                && !rec.host.status.is_released()
+                && !seen.contains(id)
+                && !changed(id)
             {
                 released.push(rec.host.id.clone());
                 changes.push(ChangeRow::new(
@@ -442,7 +506,7 @@ impl Store {
         }
 
         let mut cloud_changed = 0;
-        for r in renewals {
+        for r in renewals.iter().filter(|r| !changed(&r.host_id)) {
             let id = r.host_id.as_str();
             let old = existing.get(id).and_then(|h| h.cloud_renewal.clone());
             if old.as_ref() == Some(r) {
@@ -481,6 +545,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::sql("recording sync time"))?;
+        }
+        // The cloud's last word, which the engine's candidate set also follows.
+        for h in &cloud {
+            sqlx::query(
+                "UPDATE hosts SET cloud_expired_time = ?, cloud_first_window = ? WHERE host_id = ?",
+            )
+            .bind(to_db(h.expired_time))
+            .bind(self.schedule.first_window(h.expired_time).map(to_db))
+            .bind(h.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("recording the cloud's expiry"))?;
         }
 
         // Double renewal risk: managed here with AutoRenewal and auto-renewed by the cloud too.
@@ -532,7 +608,29 @@ impl Store {
             released,
             cloud_renewal_changed: cloud_changed,
             double_renew_risk: risk,
+            changed_meanwhile: {
+                changed_meanwhile.sort();
+                changed_meanwhile
+            },
+            expiry_moved_back,
         })
+    }
+
+    /// Every host's `row_version`, for `apply_sync`'s compare-and-set.
+    pub async fn row_versions(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT host_id, row_version FROM hosts")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::sql("reading row versions"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("host_id").map_err(StoreError::sql("decoding"))?,
+                    r.try_get("row_version")
+                        .map_err(StoreError::sql("decoding"))?,
+                ))
+            })
+            .collect()
     }
 
     /// Records that ddh-renewd set the cloud-side renewal of `ids` to `Normal` (takeover).
@@ -853,6 +951,17 @@ async fn write_policies(
             .map_err(StoreError::sql("recording policy changes"))?;
     }
     Ok(())
+}
+
+/// The first and last window of the cycle ending at `expiry`, in storage form.
+pub(crate) fn engine_windows(
+    schedule: &Schedule,
+    expiry: DateTime<Utc>,
+) -> (Option<String>, Option<String>) {
+    (
+        schedule.first_window(expiry).map(to_db),
+        schedule.last_window(expiry).map(to_db),
+    )
 }
 
 /// Parses a stored enum column, reporting the column on failure.

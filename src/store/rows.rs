@@ -16,8 +16,22 @@ macro_rules! rows_select {
         "SELECT h.host_id, h.region_id, h.zone_id, h.charge_type, h.status, h.expired_time,
                 h.sale_cycle, h.financial_lock, h.removed_at, h.created_at, h.updated_at,
                 h.cloud_renewal_status, h.cloud_renewal_duration, h.cloud_renewal_unit, h.synced_at,
-                p.renewal_status, p.duration, p.period_unit
+                h.cloud_expired_time, h.row_version, p.renewal_status, p.duration, p.period_unit
          FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id"
+    };
+}
+
+/// The condition "this host's cycle `$cycle` failed definitively in a scheduled attempt of the
+/// window bound as `?1`" (rows aliased `h`), for the candidate query.
+macro_rules! failed_in_window {
+    ($cycle:literal) => {
+        concat!(
+            "SELECT 1 FROM host_outcomes ho JOIN attempts a ON a.attempt_id = ho.attempt_id
+             WHERE ho.host_id = h.host_id AND ho.cycle = ",
+            $cycle,
+            " AND a.window_at = ?1 AND a.kind = 'scheduled'
+               AND ho.outcome IN ('failed', 'retries_exhausted', 'config_error')"
+        )
     };
 }
 
@@ -30,6 +44,10 @@ pub struct HostRecord {
     /// The cloud-side auto-renew attribute as last read by `sync`.
     pub cloud_renewal: Option<CloudRenewal>,
     pub synced_at: Option<DateTime<Utc>>,
+    /// The expiry the cloud showed at the last read (sync or engine), if any.
+    pub cloud_expired_time: Option<DateTime<Utc>>,
+    /// Bumped by every update of the row; `sync` applies a row only if it is unchanged.
+    pub row_version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -84,6 +102,8 @@ impl HostRecord {
                 }),
             },
             synced_at: opt_time(r, "synced_at")?,
+            cloud_expired_time: opt_time(r, "cloud_expired_time")?,
+            row_version: get(r, "row_version")?,
             created_at: time(r, "created_at")?,
             updated_at: time(r, "updated_at")?,
         })
@@ -221,21 +241,24 @@ pub(super) fn diff_hosts(old: &Host, new: &Host) -> Vec<(&'static str, String, S
     out
 }
 
-fn get<'r, T>(r: &'r SqliteRow, col: &'static str) -> Result<T, StoreError>
+pub(super) fn get<'r, T>(r: &'r SqliteRow, col: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
     r.try_get(col).map_err(StoreError::sql("decoding a row"))
 }
 
-fn time(r: &SqliteRow, col: &'static str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn time(r: &SqliteRow, col: &'static str) -> Result<DateTime<Utc>, StoreError> {
     let s: String = get(r, col)?;
     parse_instant(&s).map_err(|_| StoreError::Corrupt {
         what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
     })
 }
 
-fn opt_time(r: &SqliteRow, col: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn opt_time(
+    r: &SqliteRow,
+    col: &'static str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let s: Option<String> = get(r, col)?;
     s.map(|s| {
         parse_instant(&s).map_err(|_| StoreError::Corrupt {

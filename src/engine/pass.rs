@@ -1,0 +1,220 @@
+//! One pass over a window: resolve, renew what is due, remind; then record the run. The pass
+//! report is assembled from what the steps decided, and its attempts are read back from the
+//! audit trail, so the report and `v_attempts` always agree.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Engine, EngineError, due, reminders, resolve};
+use crate::domain::protocol::{PassResult, Trigger};
+use crate::domain::time::to_db;
+use crate::store::{AttemptSummary, WindowRun};
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub window: String,
+    pub trigger: String,
+    pub dry_run: bool,
+    /// Attempts that were open when the pass began and that it worked on.
+    pub resolved: Vec<AttemptSummary>,
+    /// Hosts a new attempt was written ahead for (dry run: would be).
+    pub due: Vec<String>,
+    /// Renewed by one of our attempts (credited to its ClientToken).
+    pub renewed: Vec<String>,
+    /// Found renewed elsewhere (by hand, by the cloud): nothing sent for them.
+    pub already_renewed: Vec<String>,
+    /// Refused definitively; tried again in the next window.
+    pub failed: Vec<String>,
+    pub lapsed: Vec<String>,
+    pub gone: Vec<String>,
+    pub skipped_double_renew: Vec<String>,
+    /// Hosts of attempts that are blocked: a person must settle them.
+    pub blocked: Vec<String>,
+    /// Hosts of attempts left undecided; resolved first on the next pass, same token.
+    pub undecided: Vec<String>,
+    /// Attempts written ahead by this pass.
+    pub attempts: Vec<AttemptSummary>,
+    pub notices: usize,
+    pub config_error: Option<String>,
+    /// Attempts left without an outcome (open or blocked) at the end of the pass.
+    pub unresolved: usize,
+}
+
+impl PassReport {
+    pub fn result(&self) -> PassResult {
+        if self.config_error.is_some() {
+            PassResult::ConfigError
+        } else if !self.failed.is_empty() || self.unresolved > 0 || !self.blocked.is_empty() {
+            PassResult::Failures
+        } else {
+            PassResult::Ok
+        }
+    }
+}
+
+/// State shared by the tasks of one pass.
+pub(crate) struct PassCtx {
+    pub(crate) window: DateTime<Utc>,
+    /// The in-window retry budget of this pass ends here.
+    pub(crate) deadline: Instant,
+    /// A configuration error or a lost epoch: nothing more is sent in this pass.
+    stop: AtomicBool,
+    report: Mutex<PassReport>,
+    written: Mutex<Vec<i64>>,
+    worked: Mutex<Vec<i64>>,
+}
+
+impl PassCtx {
+    pub(crate) fn new(
+        e: &Engine,
+        window: DateTime<Utc>,
+        trigger: Trigger,
+        dry_run: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            window,
+            deadline: Instant::now() + e.inner.cfg.in_window_retry,
+            stop: AtomicBool::new(false),
+            report: Mutex::new(PassReport {
+                window: to_db(window),
+                trigger: trigger.as_str().to_owned(),
+                dry_run,
+                ..PassReport::default()
+            }),
+            written: Mutex::new(Vec::new()),
+            worked: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut PassReport) -> R) -> R {
+        f(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Stops sending for the rest of the pass (a configuration error, a lost epoch).
+    pub(crate) fn halt(&self, why: String) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.with(|r| {
+            r.config_error.get_or_insert(why);
+        });
+    }
+
+    pub(crate) fn written(&self, attempt_id: i64) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attempt_id);
+    }
+
+    pub(crate) fn worked_on(&self, attempt_id: i64) {
+        self.worked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attempt_id);
+    }
+
+    /// The report, with the attempts read back from the audit trail.
+    pub(crate) async fn finish(&self, e: &Engine) -> Result<PassReport, EngineError> {
+        let written = std::mem::take(&mut *self.written.lock().unwrap_or_else(|p| p.into_inner()));
+        let worked: BTreeSet<i64> =
+            std::mem::take(&mut *self.worked.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .filter(|id| !written.contains(id))
+                .collect();
+        let worked: Vec<i64> = worked.into_iter().collect();
+        let store = &e.inner.store;
+        let attempts = store.attempt_summaries(&written).await?;
+        let resolved = store.attempt_summaries(&worked).await?;
+        let open = store.open_attempts().await?.len();
+        let mut r = self.with(std::mem::take);
+        r.attempts = attempts;
+        r.resolved = resolved;
+        r.unresolved = open;
+        for list in [
+            &mut r.due,
+            &mut r.renewed,
+            &mut r.already_renewed,
+            &mut r.failed,
+            &mut r.lapsed,
+            &mut r.gone,
+            &mut r.skipped_double_renew,
+            &mut r.blocked,
+            &mut r.undecided,
+        ] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(r)
+    }
+}
+
+impl Engine {
+    /// Does the window a pass run now belongs to still need a pass: not run yet, or (for the
+    /// safety pass) hosts to look at, or attempts without an outcome?
+    pub async fn needs_pass(&self, only_if_not_run: bool) -> Result<bool, EngineError> {
+        let window = self.current_window();
+        let store = &self.inner.store;
+        if !store.window_was_run(window).await? {
+            return Ok(true);
+        }
+        if only_if_not_run {
+            return Ok(false);
+        }
+        Ok(!store.candidates(window).await?.is_empty() || !store.open_attempts().await?.is_empty())
+    }
+
+    /// Runs one pass over the current window. `dry_run` reads the database only and reports
+    /// the hosts a pass would look at; it writes and sends nothing.
+    pub async fn pass(&self, trigger: Trigger, dry_run: bool) -> Result<PassReport, EngineError> {
+        let started = self.now();
+        let window = self.inner.cfg.schedule.window_at_or_before(started);
+        let p = PassCtx::new(self, window, trigger, dry_run);
+        if dry_run || self.inner.actor.is_none() {
+            let candidates = self.inner.store.candidates(window).await?;
+            p.with(|r| {
+                r.dry_run = true;
+                r.due = candidates.iter().map(|h| h.host.id.to_string()).collect();
+            });
+            return p.finish(self).await;
+        }
+        resolve::run(self, &p).await?;
+        if !p.stopped() {
+            due::run(self, &p).await?;
+        }
+        reminders::run(self, &p).await?;
+        let r = p.finish(self).await?;
+        let result = if self.stopping() {
+            PassResult::Interrupted
+        } else {
+            r.result()
+        };
+        let len = |v: &[String]| i64::try_from(v.len()).unwrap_or(i64::MAX);
+        let run = WindowRun {
+            window_at: to_db(window),
+            trigger,
+            started_at: to_db(started),
+            finished_at: to_db(self.now()),
+            due: len(&r.due),
+            renewed: len(&r.renewed),
+            already_renewed: len(&r.already_renewed),
+            failed: len(&r.failed),
+            lapsed: len(&r.lapsed),
+            attempts: i64::try_from(r.attempts.len()).unwrap_or(i64::MAX),
+            result,
+        };
+        self.inner.store.record_window_run(&run).await?;
+        tracing::info!(window = %run.window_at, trigger = %trigger, due = run.due, renewed = run.renewed,
+            already_renewed = run.already_renewed, failed = run.failed, lapsed = run.lapsed,
+            undecided = r.undecided.len(), blocked = r.blocked.len(), result = %result, "window pass done");
+        Ok(r)
+    }
+}

@@ -1,0 +1,83 @@
+//! The audit trail as auditors read it: the stable views, filtered by host and time.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// Which audit view to read.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditKind {
+    Attempts,
+    Policies,
+    Notices,
+    Windows,
+}
+
+impl Store {
+    /// Rows of an audit view, oldest first, optionally for one host and from an instant.
+    /// Returns column names and JSON values (numbers stay numbers).
+    pub async fn audit(
+        &self,
+        kind: AuditKind,
+        host: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>), StoreError> {
+        let sql = match kind {
+            AuditKind::Attempts => "SELECT attempt_id, kind, window_at, host_id, cycle, region_id, period, period_unit,
+                    client_token, sent_at, sends, finished_at, http_status, code, request_id, state, outcome,
+                    attempt_outcome, blocked_reason, expiry_before, expiry_after, epoch, params
+                 FROM v_attempts WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 ORDER BY attempt_id, host_id",
+            AuditKind::Policies => "SELECT change_id, changed_at, host_id, old_renewal_status, old_duration, old_period_unit,
+                    new_renewal_status, new_duration, new_period_unit, source, operation
+                 FROM v_policy_changes WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR changed_at >= ?2)
+                 ORDER BY change_id",
+            AuditKind::Notices => "SELECT notice_id, created_at, day, kind, host_id, cycle, message,
+                    delivery_tries, delivered_at
+                 FROM v_notices WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 ORDER BY notice_id",
+            AuditKind::Windows => "SELECT run_id, window_at, trigger, started_at, finished_at, due, renewed,
+                    already_renewed, failed, lapsed, attempts, result
+                 FROM v_windows WHERE ?1 IS NULL AND (?2 IS NULL OR window_at >= ?2)
+                 ORDER BY run_id",
+        };
+        let rows = sqlx::query(sql)
+            .bind(host)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::sql("reading the audit trail"))?;
+        let columns: Vec<String> = match rows.first() {
+            Some(r) => sqlx::Row::columns(r)
+                .iter()
+                .map(|c| sqlx::Column::name(c).to_owned())
+                .collect(),
+            None => sql
+                .split("FROM")
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("SELECT")
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .collect(),
+        };
+        let out = rows
+            .iter()
+            .map(|r| (0..columns.len()).map(|i| any_value(r, i)).collect())
+            .collect();
+        Ok((columns, out))
+    }
+}
+
+fn any_value(r: &sqlx::sqlite::SqliteRow, i: usize) -> serde_json::Value {
+    if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+        return v.map_or(serde_json::Value::Null, serde_json::Value::from);
+    }
+    if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+        return v.map_or(serde_json::Value::Null, serde_json::Value::from);
+    }
+    if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+        return v.map_or(serde_json::Value::Null, serde_json::Value::from);
+    }
+    serde_json::Value::Null
+}
