@@ -301,7 +301,10 @@ async fn renew_elsewhere(AxState(app): App, peer: Peer, raw: axum::body::Bytes) 
 async fn inflight(AxState(app): App, peer: Peer) -> Answer {
     loopback(&peer)?;
     let st = app.lock();
-    Ok(Json(json!({ "renewing": st.renewing_hosts() })).into_response())
+    Ok(
+        Json(json!({ "renewing": st.renewing_hosts(), "processing": st.processing }))
+            .into_response(),
+    )
 }
 
 async fn requests(AxState(app): App, peer: Peer) -> Answer {

@@ -474,19 +474,14 @@ async fn process(
             }
         }
     }
-    let renewal = action == "RenewDedicatedHosts";
-    if renewal {
-        app.lock().begin_renewal(&named);
-    }
+    app.lock().begin(action, &named);
     if let Some(f) = fault.as_ref().filter(|f| f.kind == FaultKind::Delay) {
         // Processing takes this long, whether or not the client is still there.
         hold(&app, f.ms).await;
     }
 
     let mut st = app.lock();
-    if renewal {
-        st.end_renewal(&named);
-    }
+    st.end(action, &named);
     st.charge_cloud_auto_renew();
     let result: ApiResult = match action {
         "DescribeDedicatedHosts" => actions::describe_dedicated_hosts(&st, &p, &rid),

@@ -163,6 +163,8 @@ pub struct State {
     pub latency_ms: u64,
     /// RenewDedicatedHosts requests being processed, per named host.
     pub renewing: HashMap<String, u32>,
+    /// Requests being processed (arrived, not yet answered), per action.
+    pub processing: HashMap<String, u32>,
     rules: Vec<FaultRule>,
     rng: StdRng,
     nonces: HashSet<String>,
@@ -180,6 +182,7 @@ impl Default for State {
             log: VecDeque::new(),
             latency_ms: 0,
             renewing: HashMap::new(),
+            processing: HashMap::new(),
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(0),
             nonces: HashSet::new(),
@@ -300,21 +303,35 @@ impl State {
         self.clock_offset = at - Utc::now();
     }
 
-    pub(crate) fn begin_renewal(&mut self, hosts: &[String]) {
-        for h in hosts {
-            *self.renewing.entry(h.clone()).or_default() += 1;
+    pub(crate) fn begin(&mut self, action: &str, hosts: &[String]) {
+        *self.processing.entry(action.to_owned()).or_default() += 1;
+        if action == "RenewDedicatedHosts" {
+            for h in hosts {
+                *self.renewing.entry(h.clone()).or_default() += 1;
+            }
         }
     }
 
-    pub(crate) fn end_renewal(&mut self, hosts: &[String]) {
-        for h in hosts {
-            if let Some(n) = self.renewing.get_mut(h) {
+    pub(crate) fn end(&mut self, action: &str, hosts: &[String]) {
+        let drop_one = |m: &mut HashMap<String, u32>, k: &str| {
+            if let Some(n) = m.get_mut(k) {
                 *n -= 1;
                 if *n == 0 {
-                    self.renewing.remove(h);
+                    m.remove(k);
                 }
             }
+        };
+        drop_one(&mut self.processing, action);
+        if action == "RenewDedicatedHosts" {
+            for h in hosts {
+                drop_one(&mut self.renewing, h);
+            }
         }
+    }
+
+    /// Requests of `action` being processed right now.
+    pub fn processing(&self, action: &str) -> u32 {
+        self.processing.get(action).copied().unwrap_or(0)
     }
 
     /// Hosts with a RenewDedicatedHosts being processed right now.

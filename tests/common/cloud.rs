@@ -55,13 +55,62 @@ impl Cloud {
         self.emu().with_state(|s| s.set_faults(seed, rules));
     }
 
-    /// The ledger as the admin API shows it.
+    /// The ledger as the admin API shows it (cloud-side auto-renew charged up to now first).
     pub fn ledger(&self) -> Vec<Value> {
         self.emu()
-            .with_state(|s| serde_json::to_value(&s.ledger).expect("ledger"))
+            .with_state(|s| {
+                s.charge_cloud_auto_renew();
+                serde_json::to_value(&s.ledger).expect("ledger")
+            })
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Ledger entries of one host, in order.
+    pub fn ledger_of(&self, host: &str) -> Vec<Value> {
+        self.ledger()
+            .into_iter()
+            .filter(|e| e["DedicatedHostId"] == host)
+            .collect()
+    }
+
+    /// Renews a host by hand, outside ddh-renewd (ledger source `elsewhere`).
+    pub fn renew_elsewhere(&self, host: &str, n: u32, unit: &str) {
+        let unit = ddh_renewd::domain::PeriodUnit::parse(unit).expect("unit");
+        self.emu()
+            .with_state(|s| s.renew_elsewhere(host, ddh_renewd::domain::Period { n, unit }))
+            .expect("renew elsewhere");
+    }
+
+    /// Requests of `action` being processed by the emulator right now.
+    pub fn processing(&self, action: &str) -> u32 {
+        self.emu().with_state(|s| s.processing(action))
+    }
+
+    /// How many requests of `action` the emulator logged (answered or faulted).
+    pub fn logged(&self, action: &str) -> usize {
+        self.emu()
+            .with_state(|s| s.log.iter().filter(|e| e.action == action).count())
+    }
+
+    /// Waits (bounded) until `cond` holds; panics with `what` if it never does.
+    pub fn wait_for(&self, what: &str, secs: u64, cond: impl Fn(&Self) -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !cond(self) {
+            assert!(
+                std::time::Instant::now() < until,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until no RenewDedicatedHosts is being processed.
+    pub fn wait_idle(&self) {
+        self.wait_for("the emulator to finish processing", 30, |c| {
+            c.processing("RenewDedicatedHosts") == 0
+        });
     }
 }
 

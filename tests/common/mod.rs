@@ -42,6 +42,10 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn from_output(o: Output) -> Self {
+        Self::from(o)
+    }
+
     fn from(o: Output) -> Self {
         Self {
             code: o.status.code().unwrap_or(-1),
@@ -61,8 +65,10 @@ impl Run {
     }
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ddh-renewd")
+/// The binary under test: this build's, or `$DDH_RENEWD_BIN` (to run a test against another
+/// build, e.g. to show that a regression test fails on the code before a fix).
+pub fn bin() -> String {
+    std::env::var("DDH_RENEWD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ddh-renewd").to_owned())
 }
 
 impl Env {
@@ -98,20 +104,33 @@ impl Env {
         p
     }
 
-    /// Runs the binary with `--config <this env's config>` and `args`.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let o = Command::new(bin())
-            .arg("--config")
+    /// The command for `args` with `--config <this env's config>` and the test credentials.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config")
             .arg(&self.config)
             .args(args)
             .env_remove("DDH_RENEWD_CONFIG")
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
-            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("run ddh-renewd");
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    /// Runs the binary with `--config <this env's config>` and `args`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let o = self.command(args).output().expect("run ddh-renewd");
         self.keep_log(args, &o);
         Run::from(o)
+    }
+
+    /// Starts the binary in the background (stdout and stderr discarded).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ddh-renewd")
     }
 
     /// Sets an environment variable for every later `run`.
