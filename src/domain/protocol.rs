@@ -533,6 +533,8 @@ fn refused(a: &AttemptFacts<'_>, refusal: Refusal, moved: &[Moved]) -> Decision 
 pub struct CycleFacts {
     /// The inventory's expiry.
     pub inventory_expiry: Option<DateTime<Utc>>,
+    /// The expiry the cloud showed at the last read, if it was ever read.
+    pub last_cloud_expiry: Option<DateTime<Utc>>,
     /// Closed cycles of this host.
     pub closures: BTreeMap<DateTime<Utc>, Closure>,
     /// Cycles with a definite failure in the current window: not attempted again in it.
@@ -584,6 +586,17 @@ pub struct PreSendDecision {
     pub close_inventory_cycle: Option<DateTime<Utc>>,
 }
 
+/// The inventory's cycle, if the cloud now shows it renewed: the expiry moved past it, and it
+/// was a real cycle (the cloud showed it at the last read, or was never read) that is not closed
+/// yet. An inventory expiry the cloud never showed (a wrong import) closes nothing.
+fn renewed_since(facts: &CycleFacts, cloud: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    facts.inventory_expiry.filter(|e| {
+        *e < cloud
+            && !facts.closures.contains_key(e)
+            && facts.last_cloud_expiry.is_none_or(|last| last == *e)
+    })
+}
+
 /// Decides, from a fresh read, whether a managed host gets a new attempt in `window`. The cycle
 /// worked on is always the cloud's current expiry; the local clock lapses nothing.
 pub fn decide_pre_send(
@@ -622,8 +635,7 @@ pub fn decide_pre_send(
         return plain(PreSend::Skip(skip));
     }
     let adopt = (inventory_cycle != Some(cycle)).then_some(cycle);
-    let close_inventory_cycle =
-        inventory_cycle.filter(|e| *e < cycle && !facts.closures.contains_key(e));
+    let close_inventory_cycle = renewed_since(facts, cycle);
     let action = if c.locked {
         PreSend::Close(cycle, Closure::Lapsed)
     } else if facts.failed_in_window.contains(&cycle) {
@@ -673,9 +685,7 @@ pub fn decide_manual(facts: &CycleFacts, seen: &Seen, takeover: bool) -> PreSend
     if facts.closures.get(&cycle).is_some_and(|cl| cl.is_renewal()) {
         return plain(PreSend::Skip(Skip::StaleRead));
     }
-    let close_inventory_cycle = facts
-        .inventory_expiry
-        .filter(|e| *e < cycle && !facts.closures.contains_key(e));
+    let close_inventory_cycle = renewed_since(facts, cycle);
     let renewed_meanwhile = facts.inventory_expiry.is_some_and(|e| e < cycle);
     let action = match c.auto_renew {
         _ if renewed_meanwhile => PreSend::Skip(Skip::RenewedMeanwhile),
@@ -983,10 +993,15 @@ mod tests {
         assert_eq!(d.action, PreSend::Skip(Skip::NotYet));
         assert_eq!(d.adopt, Some(t(E1)));
         assert_eq!(d.close_inventory_cycle, Some(t("2026-11-10T16:00Z")));
-        // … unless that old cycle is closed already.
+        // … unless that old cycle is closed already,
         f.closures.insert(t("2026-11-10T16:00Z"), Closure::Renewed);
         let d = decide_pre_send(&f, &present(E1), t(W3), &s, false);
         assert_eq!(d.close_inventory_cycle, None);
+        // … or the cloud never showed it (a wrong import): the inventory just follows.
+        let mut f = facts("2026-11-10T16:00Z");
+        f.last_cloud_expiry = Some(t(E));
+        let d = decide_pre_send(&f, &present(E1), t(W3), &s, false);
+        assert_eq!((d.adopt, d.close_inventory_cycle), (Some(t(E1)), None));
     }
 
     #[test]

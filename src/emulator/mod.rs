@@ -222,9 +222,16 @@ fn fingerprint(params: &[(String, String)]) -> String {
     crate::ecs::sign::canonical_query(&api)
 }
 
-/// Is this answer one the token remembers (success or a definite business error)?
+/// Is this answer one the token remembers: a success or a definite business error? Transient
+/// answers (5xx, throttling, "still processing") are not: a retry with the token is processed.
 fn completed(status: u16, code: &str) -> bool {
-    status < 500 && !crate::ecs::error::is_throttling(code)
+    use crate::ecs::ErrorClass;
+    (200..300).contains(&status)
+        || matches!(
+            crate::ecs::error::classify(status, code),
+            ErrorClass::Definite | ErrorClass::HostGone
+        )
+        || code.starts_with("InvalidPeriod")
 }
 
 /// The API handler. Once the whole request has arrived it is processed in a task of its own,

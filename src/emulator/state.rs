@@ -165,6 +165,8 @@ pub struct State {
     pub renewing: HashMap<String, u32>,
     /// Requests being processed (arrived, not yet answered), per action.
     pub processing: HashMap<String, u32>,
+    /// Faults fired so far, by kind (and code for errors).
+    pub faults_fired: BTreeMap<String, u64>,
     rules: Vec<FaultRule>,
     rng: StdRng,
     nonces: HashSet<String>,
@@ -183,6 +185,7 @@ impl Default for State {
             latency_ms: 0,
             renewing: HashMap::new(),
             processing: HashMap::new(),
+            faults_fired: BTreeMap::new(),
             rules: Vec::new(),
             rng: StdRng::seed_from_u64(0),
             nonces: HashSet::new(),
@@ -229,12 +232,23 @@ impl State {
             FaultKind::Error | FaultKind::ApplyThenError => (500, "InternalError"),
             _ => (0, ""),
         };
-        Some(Fault {
+        let fault = Fault {
             kind: rule.kind,
             status: rule.status.unwrap_or(default_status),
             code: rule.code.clone().unwrap_or_else(|| default_code.to_owned()),
             ms: rule.ms.unwrap_or(0),
-        })
+        };
+        let name = serde_json::to_value(fault.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let name = if fault.code.is_empty() {
+            name
+        } else {
+            format!("{name}:{}", fault.code)
+        };
+        *self.faults_fired.entry(name).or_default() += 1;
+        Some(fault)
     }
 
     /// Records a nonce; `false` if it was seen within the replay window.

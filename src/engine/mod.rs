@@ -206,9 +206,14 @@ impl Engine {
         self.inner.cfg.schedule.window_at_or_before(self.now())
     }
 
-    /// Closes the store, then releases the actor lock (in this order: see `lock.rs`).
+    /// Closes the store, then releases the actor lock (in this order: see `lock.rs`). Tasks of
+    /// an abandoned pass (aborted, not yet dropped) are given up to ten seconds to let go first.
     pub async fn close(self) {
         self.inner.store.clone().close().await;
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.inner) > 1 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         drop(self);
     }
 }

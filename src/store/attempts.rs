@@ -837,6 +837,7 @@ impl Store {
                     (
                         CycleFacts {
                             inventory_expiry: Some(h.host.expired_time),
+                            last_cloud_expiry: h.cloud_expired_time,
                             ..CycleFacts::default()
                         },
                         HashMap::new(),
