@@ -4,7 +4,9 @@ Starts `ddh-renewd emulator` on a free loopback port, then drives it with
   (a) alibabacloud-ecs20140526, default V3 signature (ACS3-HMAC-SHA256),
   (b) the same client with signature_algorithm='v2' (V1 HMAC-SHA1),
   (c) the legacy aliyun-python-sdk-core AcsClient (V1),
-through all four actions each, plus the ClientToken and signature cases. Exits non-zero on the
+through all four actions each, plus the ClientToken and signature cases, and the cloud's
+stubbornness (a request processed after its client timed out), renewals by hand and cloud-side
+auto-renew charges. Exits non-zero on the
 first failed check and prints 'N passed, 0 failed' at the end.
 
 Usage: python check_sdk.py PATH_TO_ddh-renewd
@@ -13,6 +15,7 @@ Usage: python check_sdk.py PATH_TO_ddh-renewd
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 
 from alibabacloud_ecs20140526 import models as m
@@ -77,7 +80,7 @@ class Emulator:
             self.proc.kill()
 
 
-def tea_client(emu, secret=SK, v1=False):
+def tea_client(emu, secret=SK, v1=False, read_timeout=None):
     cfg = om.Config(
         access_key_id=AK,
         access_key_secret=secret,
@@ -85,6 +88,8 @@ def tea_client(emu, secret=SK, v1=False):
         endpoint=emu.hostport,
         protocol="http",
     )
+    if read_timeout is not None:
+        cfg.read_timeout = read_timeout
     if v1:
         cfg.signature_algorithm = "v2"
     return Client(cfg)
@@ -160,6 +165,50 @@ def run_tea(emu, label, v1):
     exp_before = [x for x in before if x["DedicatedHostId"] == "dh-sdk-a"][0]["ExpiredTime"]
     check(entries[0]["ExpiredTimeBefore"] == exp_before, f"{label}: ledger shows the expiry before ({exp_before})")
     return c, token, first_id
+
+
+def run_stubborn(emu):
+    """Like the real cloud: a request whose client hung up is still processed to completion."""
+    token = "sdk-stubborn-1"
+    emu.admin("PUT", "faults", {"seed": 1, "rules": [
+        {"action": "RenewDedicatedHosts", "kind": "delay", "ms": 1500, "count": 1}]})
+    impatient = tea_client(emu, read_timeout=300)
+    req = m.RenewDedicatedHostsRequest(region_id=REGION, dedicated_host_ids='["dh-sdk-c"]', period=1,
+                                       period_unit="Month", client_token=token)
+    failed = False
+    try:
+        impatient.renew_dedicated_hosts(req)
+    except Exception:  # the SDK's read timeout
+        failed = True
+    check(failed, "a client that times out gets no answer")
+    code = tea_error_code(lambda: tea_client(emu).renew_dedicated_hosts(req))
+    check(code == "LastTokenProcessing", f"the same token while it is processed: LastTokenProcessing ({code})")
+    for _ in range(100):
+        if not emu.admin("GET", "inflight")["renewing"]:
+            break
+        time.sleep(0.05)
+    check(len(ledger_for(emu, token)) == 1, "the request was processed after the client hung up: one ledger entry")
+    again = tea_client(emu).renew_dedicated_hosts(req)
+    check(bool(again.body.request_id) and len(ledger_for(emu, token)) == 1,
+          "the same token again replays the success; still one ledger entry")
+    emu.admin("PUT", "faults", [])
+
+    # A renewal by hand, outside ddh-renewd.
+    entries = emu.admin("POST", "renew", {"DedicatedHostIds": ["dh-sdk-c"], "Period": 1, "PeriodUnit": "Year"})
+    check(len(entries) == 1 and entries[0]["Source"] == "elsewhere", "a hand renewal is in the ledger as 'elsewhere'")
+
+    # Cloud-side auto-renew charges at 08:00 UTC+8 from nine days before expiry.
+    emu.admin("PUT", "clock", {"now": "2029-12-31T00:00:00Z"})
+    emu.admin("POST", "hosts", [{"DedicatedHostId": "dh-sdk-d", "RegionId": REGION, "ChargeType": "PrePaid",
+                                 "ExpiredTime": "2030-01-10T16:00Z", "RenewalStatus": "AutoRenewal",
+                                 "Duration": 1, "PeriodUnit": "Month"}])
+    emu.admin("PUT", "clock", {"now": "2030-01-02T00:30:00Z"})
+    r = tea_client(emu).describe_dedicated_hosts(
+        m.DescribeDedicatedHostsRequest(region_id=REGION, dedicated_host_ids='["dh-sdk-d"]'))
+    h = r.body.dedicated_hosts.dedicated_host[0]
+    cloud = [e for e in emu.admin("GET", "ledger") if e["Source"] == "cloud" and e["DedicatedHostId"] == "dh-sdk-d"]
+    check(h.expired_time == "2030-02-10T16:00Z" and len(cloud) == 1 and cloud[0]["At"] == "2030-01-02T00:00:00Z",
+          f"cloud-side auto-renew charged once, at its first window ({h.expired_time})")
 
 
 def run_legacy(emu):
@@ -265,6 +314,7 @@ def main():
         actions = {e["Action"] for e in log if e["Verified"]}
         check({"DescribeDedicatedHosts", "DescribeDedicatedHostAutoRenew", "RenewDedicatedHosts",
                "ModifyDedicatedHostAutoRenewAttribute"} <= actions, "all four actions were served")
+        run_stubborn(emu)
     finally:
         emu.stop()
     print(f"{passed} passed, 0 failed")
