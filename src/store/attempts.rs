@@ -1155,3 +1155,52 @@ async fn insert_host_outcomes(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::protocol::{AttemptOutcome, BlockReason, Closure, HostOutcome, NoticeKind};
+
+    /// Every value of the protocol's enums is one the database's CHECK constraints accept, and
+    /// every value they accept is one the enums know (the column would not decode otherwise).
+    #[tokio::test]
+    async fn the_checks_list_exactly_the_enum_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db"), Default::default())
+            .await
+            .unwrap();
+        let sql_of = |table: &'static str| {
+            let pool = store.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT sql FROM sqlite_schema WHERE name = ?")
+                    .bind(table)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let quoted = |sql: &str, column: &str| -> Vec<String> {
+            let start = sql.find(&format!("CHECK ({column} IN (")).unwrap();
+            let rest = &sql[start..];
+            let list = &rest[rest.find("IN (").unwrap() + 4..rest.find("))").unwrap()];
+            list.split(',')
+                .map(|v| v.trim().trim_matches('\'').to_owned())
+                .collect()
+        };
+        let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+            ("attempt_outcomes", "outcome", AttemptOutcome::ALL.iter().map(|v| v.as_str()).collect()),
+            ("host_outcomes", "outcome", HostOutcome::ALL.iter().map(|v| v.as_str()).collect()),
+            ("cycle_closures", "outcome", Closure::ALL.iter().map(|v| v.as_str()).collect()),
+            ("notices", "kind", NoticeKind::ALL.iter().map(|v| v.as_str()).collect()),
+            ("attempt_blocks", "reason", BlockReason::ALL.iter().map(|v| v.as_str()).collect()),
+        ];
+        for (table, column, values) in cases {
+            let mut allowed = quoted(&sql_of(table).await, column);
+            allowed.sort();
+            let mut values: Vec<String> = values.into_iter().map(str::to_owned).collect();
+            values.sort();
+            assert_eq!(allowed, values, "{table}.{column}");
+        }
+        store.close().await;
+    }
+}

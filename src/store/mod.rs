@@ -812,7 +812,11 @@ pub(crate) async fn insert_notices(
             let cycle: String = r.try_get(1).map_err(StoreError::sql("recording notices"))?;
             let kind: String = r.try_get(2).map_err(StoreError::sql("recording notices"))?;
             let message: String = r.try_get(3).map_err(StoreError::sql("recording notices"))?;
-            tracing::warn!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
+            if kind == "renewed" {
+                tracing::info!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
+            } else {
+                tracing::warn!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
+            }
         }
         new += rows.len();
     }
