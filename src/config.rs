@@ -74,6 +74,7 @@ struct RawEcs {
     regions: Option<Vec<String>>,
     endpoint: Option<String>,
     timeout: Option<String>,
+    read_retry: Option<String>,
     quota_per_minute: Option<i64>,
     batch_size: Option<i64>,
     takeover: Option<bool>,
@@ -148,6 +149,9 @@ pub struct EcsConfig {
     pub endpoint: String,
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+    /// How long one read (Describe…) is retried on transient failures before it gives up.
+    #[serde(serialize_with = "ser_duration")]
+    pub read_retry: Duration,
     pub quota_per_minute: u32,
     pub batch_size: u32,
     pub takeover: bool,
@@ -352,10 +356,16 @@ impl Config {
             None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
             Some(t) => NaiveTime::parse_from_str(t, "%H:%M:%S")
                 .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
-                .map_err(|_| {
+                .ok()
+                // A leap second (":60") is not a time a window can be at.
+                .filter(|v| chrono::Timelike::nanosecond(v) < 1_000_000_000)
+                .ok_or_else(|| {
                     invalid(
                         "schedule.time",
-                        format!("{t:?} is not a time of day HH:MM:SS (e.g. \"08:00:00\")"),
+                        format!(
+                            "{} is not a time of day HH:MM:SS from 00:00:00 to 23:59:59 (e.g. \"08:00:00\")",
+                            crate::domain::error::quote(t)
+                        ),
                     )
                 })?,
         };
@@ -375,14 +385,13 @@ impl Config {
             ));
         }
         for r in &regions {
-            let ok = !r.is_empty()
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
+            if !crate::domain::ids::valid_region(r) {
                 return Err(invalid(
                     "ecs.regions",
                     format!(
-                        "{r:?} is not a region id (lowercase letters, digits and -, e.g. \"cn-hangzhou\")"
+                        "{} is not a region id (lowercase letters, digits and -, at most {} characters, e.g. \"cn-hangzhou\")",
+                        crate::domain::error::quote(r),
+                        crate::domain::ids::MAX_REGION_LEN
                     ),
                 ));
             }
@@ -395,6 +404,7 @@ impl Config {
         if timeout.is_zero() {
             return Err(invalid("ecs.timeout", "must be greater than 0"));
         }
+        let read_retry = dur(e.read_retry, "60s", "ecs.read_retry")?;
         let quota_per_minute =
             int_in(e.quota_per_minute, 1000, 1, 100_000, "ecs.quota_per_minute")?;
         let batch_size = int_in(e.batch_size, 100, 1, 100, "ecs.batch_size")?;
@@ -482,6 +492,7 @@ impl Config {
                 regions,
                 endpoint,
                 timeout,
+                read_retry,
                 quota_per_minute,
                 batch_size,
                 takeover: e.takeover.unwrap_or(false),
@@ -530,10 +541,22 @@ fn check_endpoint(endpoint: &str) -> Result<(), ConfigError> {
     let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
         invalid(
             "ecs.endpoint",
-            format!("{endpoint:?} is not a URL (e.g. \"https://ecs.cn-hangzhou.aliyuncs.com\")"),
+            format!(
+                "{} is not a URL (e.g. \"https://ecs.cn-hangzhou.aliyuncs.com\")",
+                crate::domain::error::quote(&redact_userinfo(endpoint))
+            ),
         )
     })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(invalid(
+            "ecs.endpoint",
+            format!(
+                "{} carries user info; credentials never go in the endpoint (use [credentials])",
+                redact_userinfo(endpoint)
+            ),
+        ));
+    }
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
@@ -555,6 +578,21 @@ fn check_endpoint(endpoint: &str) -> Result<(), ConfigError> {
             "ecs.endpoint",
             format!("scheme {other:?} is not supported; use https:// (or http:// on loopback)"),
         )),
+    }
+}
+
+/// A URL with any `user:password@` replaced by `***@`, for messages.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -626,6 +664,10 @@ mod tests {
         assert!(err("[schedule]\nin_window_retry = \"soon\"").contains("\"30m\""));
         assert!(err("[ecs]\nbatch_size = 101").contains("from 1 to 100"));
         assert!(err("[ecs]\nendpoint = \"http://10.0.0.1:80\"").contains("loopback"));
+        let e = err("[ecs]\nendpoint = \"http://u:SECRET@127.0.0.1:8080\"");
+        assert!(e.contains("user info") && !e.contains("SECRET"), "{e}");
+        let e = err("[schedule]\ntime = \"23:59:60\"");
+        assert!(e.contains("schedule.time"), "{e}");
         assert!(err("[credentials]\nsource = \"vault\"").contains("env, file, systemd, profile"));
         assert!(err("[metrics]\nlisten = \"nowhere\"").contains("metrics.listen"));
     }

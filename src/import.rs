@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::domain::error::quote;
 use crate::domain::policy::parse_policy;
 use crate::domain::time::parse_instant;
 use crate::domain::{ChargeType, Host, HostId, HostStatus, ValidationError};
@@ -53,9 +54,48 @@ struct RawRow {
     unit: String,
 }
 
-/// Parses either format, chosen by the first non-blank character (`[` = JSON).
+/// Largest import file read: a million hosts in CSV are about 80 MB.
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+
+/// Reads an import file, refusing one larger than [`MAX_FILE_BYTES`] (or endless, like
+/// `/dev/zero`) without reading more than that.
+pub fn read_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {} MiB; split it (imports are all-or-nothing per file)",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{shown} is not UTF-8 text (byte {} is not); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Parses either format, chosen by content: after an optional byte-order mark, `[` is a JSON
+/// array; `{` is JSON too (refused: an import is an array of host objects); else CSV.
 pub fn parse(text: &str) -> Result<Vec<HostInput>, ImportError> {
-    if text.trim_start().starts_with('[') {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let first = text.trim_start().chars().next();
+    if first == Some('{') {
+        return Err(ImportError {
+            location: "line 1".into(),
+            field: "document".into(),
+            code: None,
+            message: "a JSON object; an import file holds a JSON array of host objects (or CSV)"
+                .into(),
+        });
+    }
+    if first == Some('[') {
         parse_json(text)
     } else {
         parse_csv(text)
@@ -132,8 +172,63 @@ pub fn parse_csv(text: &str) -> Result<Vec<HostInput>, ImportError> {
     Ok(out)
 }
 
+/// One element of a JSON import: an object as its key/value pairs in order (so a repeated key
+/// is seen, not silently overwritten), or what else it was.
+enum Element {
+    Object(Vec<(String, serde_json::Value)>),
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Element;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a host object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Element, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, serde_json::Value>()? {
+                    pairs.push((k, v));
+                }
+                Ok(Element::Object(pairs))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Element, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Element::Other("an array"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+                Ok(Element::Other("a string"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+                Ok(Element::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+                Ok(Element::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+                Ok(Element::Other("a number"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+                Ok(Element::Other("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Element, E> {
+                Ok(Element::Other("null"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
-    let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| ImportError {
+    let items: Vec<Element> = serde_json::from_str(text).map_err(|e| ImportError {
         location: format!("line {}", e.line()),
         field: "document".into(),
         code: None,
@@ -143,23 +238,39 @@ pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
     let mut seen = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let location = format!("element {}", i + 1);
-        let obj = item.as_object().ok_or_else(|| ImportError {
-            location: location.clone(),
-            field: "element".into(),
-            code: None,
-            message: "not a JSON object".into(),
-        })?;
-        for key in obj.keys() {
+        let pairs = match item {
+            Element::Object(pairs) => pairs,
+            Element::Other(what) => {
+                return Err(ImportError {
+                    location,
+                    field: "element".into(),
+                    code: None,
+                    message: format!("{what}, not a JSON object"),
+                });
+            }
+        };
+        let mut obj: HashMap<&str, &serde_json::Value> = HashMap::with_capacity(pairs.len());
+        for (key, value) in pairs {
             if !REQUIRED.contains(&key.as_str()) && !OPTIONAL.contains(&key.as_str()) {
                 return Err(ImportError {
                     location,
-                    field: key.clone(),
+                    field: quote(key),
                     code: None,
                     message: format!(
                         "unknown key; keys are {} and optionally {}",
                         REQUIRED.join(", "),
                         OPTIONAL.join(", ")
                     ),
+                });
+            }
+            if obj.insert(key.as_str(), value).is_some() {
+                return Err(ImportError {
+                    location,
+                    field: key.clone(),
+                    code: None,
+                    message:
+                        "the key appears twice in this object; which one is meant is not guessed"
+                            .into(),
                 });
             }
         }
@@ -172,7 +283,10 @@ pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
                     location: location.clone(),
                     field: k.into(),
                     code: None,
-                    message: format!("expected a string or number, found {other}"),
+                    message: format!(
+                        "expected a string or number, found {}",
+                        quote(&other.to_string())
+                    ),
                 }),
             }
         };
@@ -244,16 +358,15 @@ fn row_to_input(
             format!("{id} already appears at {first}"),
         ));
     }
-    let region_ok = !raw.region.is_empty()
-        && raw
-            .region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !region_ok {
+    if !crate::domain::ids::valid_region(&raw.region) {
         return Err(err(
             "region_id",
             None,
-            format!("{:?} is not a region id (e.g. cn-hangzhou)", raw.region),
+            format!(
+                "{} is not a region id (lowercase letters, digits and -, at most {} characters, e.g. cn-hangzhou)",
+                quote(&raw.region),
+                crate::domain::ids::MAX_REGION_LEN
+            ),
         ));
     }
     let expired_time = parse_instant(&raw.expired).map_err(|m| err("expired_time", None, m))?;
@@ -262,8 +375,8 @@ fn row_to_input(
             "charge_type",
             None,
             format!(
-                "{:?} is not a charge type; valid values: {}",
-                raw.charge,
+                "{} is not a charge type; valid values: {}",
+                quote(&raw.charge),
                 ChargeType::VALID
             ),
         )
@@ -284,7 +397,7 @@ fn row_to_input(
                 err(
                     "duration",
                     Some("InvalidParameter.Duration"),
-                    format!("{:?} is not a whole number", raw.duration),
+                    format!("{} is not a whole number", quote(&raw.duration)),
                 )
             })?)
         };
@@ -386,5 +499,44 @@ dh-c,cn-shanghai,2027-01-01T16:00Z,PostPaid,,,
             (e.location.as_str(), e.field.as_str()),
             ("element 1", "charge_type")
         );
+    }
+
+    #[test]
+    fn bounded_input_and_content_detection() {
+        const ROW: &str = r#""region_id":"cn-hangzhou","expired_time":"2026-12-10T16:00Z","charge_type":"PrePaid""#;
+        // A byte-order mark, then JSON: detected as JSON.
+        let rows = parse(&format!(
+            "\u{feff}[{{\"dedicated_host_id\":\"dh-a\",{ROW}}}]"
+        ))
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        // A JSON object is JSON, and refused as such (not parsed as CSV).
+        let e = parse(&format!("{{\"dedicated_host_id\":\"dh-a\",{ROW}}}")).unwrap_err();
+        assert!(e.message.contains("JSON array"), "{e}");
+        // A repeated key is refused, not silently won by the last one.
+        let e = parse(&format!(
+            "[{{\"dedicated_host_id\":\"dh-a\",\"dedicated_host_id\":\"dh-b\",{ROW}}}]"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("twice"), "{e}");
+        // Huge bad values are quoted by a bounded prefix only; long regions are refused.
+        let huge = "x".repeat(5 << 20);
+        let e = parse(&format!(
+            "dedicated_host_id,region_id,expired_time,charge_type\ndh-{huge},cn-hangzhou,2026-12-10T16:00Z,PrePaid\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().len() < 500, "{} bytes", e.to_string().len());
+        let e = parse(&format!(
+            "dedicated_host_id,region_id,expired_time,charge_type\ndh-a,{},2026-12-10T16:00Z,PrePaid\n",
+            "a".repeat(65)
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "region_id");
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_without_reading_it_all() {
+        let e = read_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
     }
 }

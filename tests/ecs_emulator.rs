@@ -29,6 +29,7 @@ fn client_with(emu: &Emulator, secret: &str, timeout: Duration) -> EcsClient {
             max_attempts: 30,
             base: Duration::from_millis(5),
             cap: Duration::from_millis(50),
+            max_elapsed: Duration::from_secs(30),
         },
     };
     EcsClient::new(&opts, Credentials::new(TEST_ACCESS_KEY_ID, secret)).unwrap()

@@ -204,9 +204,11 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         .map_err(runtime)?,
     );
     let clock = Arc::new(SettableClock::new(start - Duration::days(1)));
-    let report = sync(&store, &client, &config.ecs.regions, false, || clock.now())
-        .await
-        .map_err(runtime)?;
+    let report = sync(&store, &client, &config.ecs.regions, false, false, || {
+        clock.now()
+    })
+    .await
+    .map_err(runtime)?;
     let pulled: usize = report.regions.iter().map(|r| r.added).sum();
     println!(
         "sync: {pulled} hosts pulled from 2 regions in {} calls",

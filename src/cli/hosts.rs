@@ -260,8 +260,7 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
         }
         HostsCmd::Import { file, json } => {
             let shown = file.display().to_string();
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| Error::Usage(format!("cannot read {shown}: {e}")))?;
+            let text = import::read_file(&file).map_err(Error::Usage)?;
             let inputs = import::parse(&text).map_err(|source| Error::Import {
                 file: shown.clone(),
                 source,

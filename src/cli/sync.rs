@@ -14,6 +14,13 @@ pub struct SyncArgs {
     /// Region to sync (repeatable); default: [ecs] regions.
     #[arg(long = "region", value_name = "R")]
     pub regions: Vec<String>,
+    /// Mark hosts released even when more than a fifth of a region disappears at once (by
+    /// default that is taken for a broken answer and changes nothing).
+    #[arg(long)]
+    pub allow_mass_release: bool,
+    /// Give up after this long in all (e.g. "10m"); every read also gives up after a minute.
+    #[arg(long, default_value = "10m", value_parser = crate::config::parse_duration)]
+    pub timeout: std::time::Duration,
     #[arg(long)]
     pub json: bool,
 }
@@ -34,8 +41,22 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
     };
     let client = client(config)?;
     let store = super::open_store(config).await?;
-    let result = sync(&store, &client, &regions, config.ecs.takeover, Utc::now).await;
+    let work = sync(
+        &store,
+        &client,
+        &regions,
+        config.ecs.takeover,
+        args.allow_mass_release,
+        Utc::now,
+    );
+    let result = tokio::time::timeout(args.timeout, work).await;
     store.close().await;
+    let Ok(result) = result else {
+        return Err(Error::Runtime(format!(
+            "sync did not finish within {}; nothing of an unfinished region was applied (each region is applied whole, in one transaction)",
+            crate::config::format_duration(args.timeout)
+        )));
+    };
     let report = match result {
         Ok(r) => r,
         Err(e) if e.is_configuration() => return Err(Error::Usage(e.to_string())),
@@ -75,6 +96,20 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
         &rows,
     );
     for r in &report.regions {
+        if !r.released_held_back.is_empty() {
+            println!(
+                "{}: {} hosts are no longer returned but were NOT marked released (too many at once to believe); if they were released, run again with --allow-mass-release",
+                r.region,
+                r.released_held_back.len()
+            );
+        }
+        if !r.changed_meanwhile.is_empty() {
+            println!(
+                "{}: {} hosts changed while this sync read the cloud and were left as they are",
+                r.region,
+                r.changed_meanwhile.len()
+            );
+        }
         for id in &r.double_renew_risk {
             println!(
                 "double_renew_risk: {id} is AutoRenewal here and in the cloud; skipped until resolved (or set [ecs] takeover = true)"

@@ -4,6 +4,19 @@
 use std::fmt;
 
 /// A request that the API would refuse, with the code the API documents for it.
+/// Input quoted in a message: at most 60 characters, with the full size when cut. Bad input may
+/// be huge; a message never echoes more than a prefix of it.
+pub fn quote(raw: &str) -> String {
+    const MAX: usize = 60;
+    let n = raw.chars().count();
+    if n <= MAX {
+        format!("{raw:?}")
+    } else {
+        let head: String = raw.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", raw.len())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     /// The documented error code, e.g. `InvalidParameter.Duration`.

@@ -14,9 +14,10 @@ pub struct HostId(String);
 
 impl HostId {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        let q = super::error::quote(raw);
         let rest = raw
             .strip_prefix("dh-")
-            .ok_or_else(|| format!("{raw:?} is not a dedicated host id (expected dh-…)"))?;
+            .ok_or_else(|| format!("{q} is not a dedicated host id (expected dh-…)"))?;
         if rest.is_empty()
             || raw.len() > MAX_ID_LEN
             || !rest
@@ -24,7 +25,7 @@ impl HostId {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(format!(
-                "{raw:?} is not a dedicated host id (dh- then up to {} letters, digits, - or _)",
+                "{q} is not a dedicated host id (dh- then up to {} letters, digits, - or _)",
                 MAX_ID_LEN - 3
             ));
         }
@@ -53,6 +54,18 @@ impl fmt::Display for HostId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Longest region id accepted (real ones are about 15 characters: `ap-southeast-1`).
+pub const MAX_REGION_LEN: usize = 64;
+
+/// A region id: lowercase letters, digits and `-`, at most [`MAX_REGION_LEN`] characters.
+pub fn valid_region(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= MAX_REGION_LEN
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Splits a `DedicatedHostIds` value: a JSON array (`["dh-a","dh-b"]`) or a comma list

@@ -39,7 +39,7 @@ impl PeriodUnit {
                 "InvalidPeriodUnit.ValueNotSupported",
                 400,
                 "PeriodUnit",
-                format!("PeriodUnit {raw:?} is not supported"),
+                format!("PeriodUnit {} is not supported", super::error::quote(raw)),
             )
             .with_valid(Self::VALID)
         })

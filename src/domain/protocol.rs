@@ -230,11 +230,13 @@ pub struct CloudHost {
     pub auto_renew: Option<RenewalStatus>,
 }
 
-/// One host in one read: returned, or not returned by a well-formed answer.
+/// One host in one read: returned; not returned, with proof (missing from a complete answer to a
+/// query naming it, twice); or missing without proof (too many of a region at once to believe).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     Present(CloudHost),
     Absent,
+    Unproven,
 }
 
 /// One host of an attempt, measured against the attempt's cycle (the expiry read before it was
@@ -251,6 +253,8 @@ pub enum Moved {
     Lapsed,
     /// Not returned, or PostPaid now.
     Gone,
+    /// Missing without proof: nothing can be decided about it now.
+    Unknown,
     /// Earlier than the cycle: the cloud contradicts what it said before the send.
     Backwards(DateTime<Utc>),
 }
@@ -259,6 +263,7 @@ pub enum Moved {
 pub fn classify(cycle: DateTime<Utc>, period: Period, seen: &Seen) -> Moved {
     let c = match seen {
         Seen::Absent => return Moved::Gone,
+        Seen::Unproven => return Moved::Unknown,
         Seen::Present(c) if !c.prepaid => return Moved::Gone,
         Seen::Present(c) => c,
     };
@@ -359,7 +364,7 @@ pub struct AttemptFacts<'a> {
 fn measure(a: &AttemptFacts<'_>, seen: &BTreeMap<HostId, Seen>) -> Vec<Moved> {
     a.hosts
         .iter()
-        .map(|(id, cycle)| classify(*cycle, a.period, seen.get(id).unwrap_or(&Seen::Absent)))
+        .map(|(id, cycle)| classify(*cycle, a.period, seen.get(id).unwrap_or(&Seen::Unproven)))
         .collect()
 }
 
@@ -374,7 +379,7 @@ fn closed(id: &HostId, cycle: DateTime<Utc>, m: Moved) -> Option<HostDecision> {
         ),
         Moved::Gone => (HostOutcome::Gone, None, Closure::Gone),
         Moved::Lapsed => (HostOutcome::Lapsed, None, Closure::Lapsed),
-        Moved::Unmoved | Moved::Backwards(_) => return None,
+        Moved::Unmoved | Moved::Backwards(_) | Moved::Unknown => return None,
     };
     Some(HostDecision {
         host: id.clone(),
@@ -427,6 +432,9 @@ pub fn decide_unanswered(a: &AttemptFacts<'_>, seen: &BTreeMap<HostId, Seen>) ->
     if let Some(block) = backwards(a, &moved) {
         return block;
     }
+    if moved.contains(&Moved::Unknown) {
+        return Decision::Wait(WaitReason::NoDefiniteAnswer);
+    }
     if let Some(decided) = all_closed(a, &moved) {
         return decided;
     }
@@ -457,6 +465,10 @@ pub fn decide_answered(
     let moved = measure(a, seen);
     if let Some(block) = backwards(a, &moved) {
         return block;
+    }
+    if moved.contains(&Moved::Unknown) {
+        // Re-read next pass; the answer (if definite) is replayed for the same token.
+        return Decision::Wait(WaitReason::NoDefiniteAnswer);
     }
     match answer {
         Answer::Undecided | Answer::Unauthorized => Decision::Wait(WaitReason::NoDefiniteAnswer),
@@ -562,6 +574,8 @@ pub enum Skip {
     /// `renew`: the cycle the inventory showed was renewed elsewhere meanwhile; the inventory
     /// now shows the new expiry — ask again to pay for that one.
     RenewedMeanwhile,
+    /// Missing from the answers without proof that it is gone.
+    Unconfirmed,
 }
 
 /// The decision before a new attempt on one host.
@@ -612,6 +626,9 @@ pub fn decide_pre_send(
         close_inventory_cycle: None,
     };
     let inventory_cycle = facts.inventory_expiry;
+    if *seen == Seen::Unproven {
+        return plain(PreSend::Skip(Skip::Unconfirmed));
+    }
     let c = match seen {
         Seen::Present(c) if c.prepaid => c,
         _ => {
@@ -670,6 +687,9 @@ pub fn decide_manual(facts: &CycleFacts, seen: &Seen, takeover: bool) -> PreSend
         adopt: None,
         close_inventory_cycle: None,
     };
+    if *seen == Seen::Unproven {
+        return plain(PreSend::Skip(Skip::Unconfirmed));
+    }
     let c = match seen {
         Seen::Present(c) if c.prepaid => c,
         _ => {
@@ -806,7 +826,11 @@ mod tests {
             hosts: &hosts,
             period: MONTH,
         };
-        let s = seen(&[("dh-a", present(E1)), ("dh-b", locked(E))]);
+        let s = seen(&[
+            ("dh-a", present(E1)),
+            ("dh-b", locked(E)),
+            ("dh-c", Seen::Absent),
+        ]);
         let Decision::Decide {
             outcome,
             hosts,
@@ -827,7 +851,11 @@ mod tests {
             ]
         );
         // A move by another amount is not credited.
-        let s = seen(&[("dh-a", present("2027-12-10T16:00Z")), ("dh-b", locked(E))]);
+        let s = seen(&[
+            ("dh-a", present("2027-12-10T16:00Z")),
+            ("dh-b", locked(E)),
+            ("dh-c", Seen::Absent),
+        ]);
         let Decision::Decide { outcome, .. } = decide_unanswered(&a, &s) else {
             panic!("decided")
         };
@@ -911,7 +939,7 @@ mod tests {
         );
         // dh-c is gone: the other three are retried together, at once.
         let mut s = all.clone();
-        s.remove(&id("dh-c"));
+        s.insert(id("dh-c"), Seen::Absent);
         let Decision::Decide { retry, hosts, .. } =
             decide_answered(&a, Answer::Refused(Refusal::HostGone), &s)
         else {
@@ -946,6 +974,32 @@ mod tests {
             decide_answered(&a, Answer::TokenMismatch, &seen(&[("dh-a", present(E1))])),
             Decision::Decide { .. }
         ));
+    }
+
+    #[test]
+    fn a_host_missing_without_proof_decides_nothing() {
+        let hosts = batch(&["dh-a", "dh-b"]);
+        let a = AttemptFacts {
+            hosts: &hosts,
+            period: MONTH,
+        };
+        let s = seen(&[("dh-a", present(E1)), ("dh-b", Seen::Unproven)]);
+        assert_eq!(
+            decide_unanswered(&a, &s),
+            Decision::Wait(WaitReason::NoDefiniteAnswer)
+        );
+        assert_eq!(
+            decide_answered(&a, Answer::Refused(Refusal::HostGone), &s),
+            Decision::Wait(WaitReason::NoDefiniteAnswer)
+        );
+        let d = decide_pre_send(
+            &facts(E),
+            &Seen::Unproven,
+            t(W3),
+            &Schedule::default(),
+            false,
+        );
+        assert_eq!(d.action, PreSend::Skip(Skip::Unconfirmed));
     }
 
     #[test]
@@ -1112,6 +1166,7 @@ mod tests {
     fn arb_seen() -> impl Strategy<Value = Seen> {
         prop_oneof![
             Just(Seen::Absent),
+            Just(Seen::Unproven),
             (0i64..5, any::<bool>(), any::<bool>()).prop_map(|(m, prepaid, locked)| {
                 let base = t(E);
                 let expiry = match m {
@@ -1182,6 +1237,9 @@ mod tests {
                         prop_assert_eq!(moved[i], Moved::Unmoved);
                     }
                 }
+            }
+            if moved.contains(&Moved::Unknown) {
+                prop_assert!(matches!(d, Decision::Wait(_) | Decision::Block { .. }), "nothing decided on a host not proven gone");
             }
             if d == Decision::Resend {
                 prop_assert!(moved.iter().all(|m| matches!(m, Moved::Unmoved | Moved::Gone | Moved::Lapsed)));

@@ -15,7 +15,8 @@ pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
         return Ok(t.and_utc());
     }
     Err(format!(
-        "{raw:?} is not a time: use the ECS form yyyy-MM-ddTHH:mmZ (e.g. 2026-12-10T16:00Z) or RFC 3339 (e.g. 2026-12-10T16:00:00Z)"
+        "{} is not a time: use the ECS form yyyy-MM-ddTHH:mmZ (e.g. 2026-12-10T16:00Z) or RFC 3339 (e.g. 2026-12-10T16:00:00Z)",
+        super::error::quote(raw)
     ))
 }
 

@@ -31,12 +31,17 @@ const USER_AGENT: &str = concat!("ddh-renewd/", env!("CARGO_PKG_VERSION"));
 /// Bound on pages per listing, so a server that repeats tokens cannot loop us forever.
 const MAX_PAGES: usize = 10_000;
 
+/// Largest response body read; a bigger one is an error, not a reason to run out of memory.
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
 /// How read-only calls retry transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
+    /// No retry starts after this much time on one read (a stalled cloud fails in bounded time).
+    pub max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -45,6 +50,7 @@ impl Default for RetryPolicy {
             max_attempts: 24,
             base: Duration::from_millis(50),
             cap: Duration::from_secs(2),
+            max_elapsed: Duration::from_secs(60),
         }
     }
 }
@@ -73,7 +79,10 @@ impl ClientOptions {
             endpoint: ecs.endpoint.clone(),
             timeout: ecs.timeout,
             quota_per_minute: ecs.quota_per_minute,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                max_elapsed: ecs.read_retry,
+                ..RetryPolicy::default()
+            },
         }
     }
 }
@@ -131,6 +140,8 @@ impl EcsClient {
         let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .read_timeout(opts.timeout.min(Duration::from_secs(15)))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| EcsError::Setup(format!("cannot build the HTTP client: {e}")))?;
@@ -235,9 +246,33 @@ impl EcsClient {
             timeout: e.is_timeout(),
             message: without_url(&e),
         };
-        let resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport)?;
+        if resp.status().is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "(no Location)".to_owned(), redact_location);
+            return Err(EcsError::Redirected {
+                action,
+                status,
+                location,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(EcsError::Decode {
+                    action,
+                    status,
+                    message: format!(
+                        "the response is larger than {MAX_BODY_BYTES} bytes; not read further"
+                    ),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
 
         if (200..300).contains(&status) {
             self.limiter.succeeded(region, action);
@@ -272,6 +307,7 @@ impl EcsClient {
         region: &str,
         params: &[(String, String)],
     ) -> Result<T, EcsError> {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             match self.call_once(action, region, params).await {
@@ -279,8 +315,16 @@ impl EcsClient {
                     if e.class() == ErrorClass::Transient
                         && attempt + 1 < self.retry.max_attempts =>
                 {
-                    tracing::debug!(action, region, attempt, error = %e, "transient failure; retrying");
-                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    let wait = self.retry.delay(attempt);
+                    if started.elapsed() + wait > self.retry.max_elapsed {
+                        tracing::warn!(action, region, tries = attempt + 1, error = %e,
+                            "giving up on this read after {:.0} s", started.elapsed().as_secs_f64());
+                        return Err(e);
+                    }
+                    // A progress line on every retry: a struggling cloud is visible at once.
+                    tracing::warn!(action, region, tries = attempt + 1, error = %e,
+                        "transient failure; retrying in {} ms", wait.as_millis());
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -365,10 +409,26 @@ impl EcsClient {
             let r: DescribeDedicatedHostAutoRenewResponse = self
                 .call_read("DescribeDedicatedHostAutoRenew", region, &params)
                 .await?;
-            out.extend(
-                r.dedicated_host_renew_attributes
-                    .dedicated_host_renew_attribute,
-            );
+            let attrs = r
+                .dedicated_host_renew_attributes
+                .dedicated_host_renew_attribute;
+            // The API answers for every id it is asked about (an unknown id is an error): an
+            // answer that leaves some out is not one to decide on.
+            let missing = chunk
+                .iter()
+                .filter(|id| !attrs.iter().any(|a| a.dedicated_host_id == id.as_str()))
+                .count();
+            if missing > 0 {
+                return Err(EcsError::Decode {
+                    action: "DescribeDedicatedHostAutoRenew",
+                    status: 200,
+                    message: format!(
+                        "asked about {} hosts, {missing} of them are missing from the answer",
+                        chunk.len()
+                    ),
+                });
+            }
+            out.extend(attrs);
         }
         Ok(out)
     }
@@ -448,6 +508,21 @@ pub fn json_id_list(ids: &[HostId]) -> String {
 /// `dh-a,dh-b` — the form the auto-renew APIs document.
 pub fn comma_id_list(ids: &[HostId]) -> String {
     ids.iter().map(HostId::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// A redirect target as it may be shown: scheme, host, port and path; no user info, no query.
+fn redact_location(raw: &str) -> String {
+    let shown: String = match reqwest::Url::parse(raw) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => raw.split(['?', '#']).next().unwrap_or_default().to_owned(),
+    };
+    shown.chars().take(200).collect()
 }
 
 /// reqwest's message without the URL (which would repeat every query parameter).

@@ -130,6 +130,16 @@ pub enum EcsError {
         status: u16,
         message: String,
     },
+    /// The endpoint answered with a redirect. Redirects are never followed: the request, its
+    /// ClientToken and the security token would go to a host the endpoint check never saw.
+    #[error(
+        "{action}: the endpoint answered HTTP {status}, a redirect to {location}; redirects are not followed — check [ecs] endpoint"
+    )]
+    Redirected {
+        action: &'static str,
+        status: u16,
+        location: String,
+    },
     /// The client cannot be built or pointed at an endpoint.
     #[error("ECS client: {0}")]
     Setup(String),
@@ -140,10 +150,10 @@ impl EcsError {
         match self {
             Self::Api { error, .. } => classify(error.status, &error.code),
             Self::Transport { .. } => ErrorClass::Transient,
-            // A 5xx with an unparseable body is a server hiccup; a 2xx we cannot read is ours.
-            Self::Decode { status, .. } if *status >= 500 => ErrorClass::Transient,
-            Self::Decode { .. } => ErrorClass::Definite,
-            Self::Setup(_) => ErrorClass::Configuration,
+            // An answer that is not the documented shape (a missing list, a count that disagrees
+            // with the items, an unreadable or oversized body) proves nothing: try again later.
+            Self::Decode { .. } => ErrorClass::Transient,
+            Self::Redirected { .. } | Self::Setup(_) => ErrorClass::Configuration,
         }
     }
 
@@ -166,7 +176,7 @@ impl EcsError {
                 ErrorClass::Configuration => Answer::Unauthorized,
             },
             Self::Transport { .. } | Self::Decode { .. } => Answer::Undecided,
-            Self::Setup(_) => Answer::Unauthorized,
+            Self::Redirected { .. } | Self::Setup(_) => Answer::Unauthorized,
         }
     }
 

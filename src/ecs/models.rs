@@ -106,7 +106,7 @@ impl DedicatedHost {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeDedicatedHostAutoRenewResponse {
     pub request_id: String,
-    #[serde(default)]
+    /// Required: an answer without the list is malformed, not "no attributes".
     pub dedicated_host_renew_attributes: DedicatedHostRenewAttributes,
 }
 
@@ -129,7 +129,7 @@ pub struct RenewAttribute {
     pub duration: i64,
     #[serde(default)]
     pub period_unit: String,
-    #[serde(default)]
+    /// Required: the decision before a send rests on it.
     pub renewal_status: String,
 }
 

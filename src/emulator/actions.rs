@@ -234,9 +234,13 @@ pub fn describe_dedicated_hosts(state: &State, p: &Params<'_>, request_id: &str)
                 "PageSize must be from 1 to 100 and PageNumber at least 1.",
             ));
         }
-        (((number - 1) * size) as usize, size as usize, number)
+        let offset = usize::try_from(number - 1)
+            .ok()
+            .and_then(|n| n.checked_mul(size as usize))
+            .unwrap_or(usize::MAX);
+        (offset, size as usize, number)
     };
-    let end = (offset + size).min(total);
+    let end = offset.saturating_add(size).min(total);
     let page: Vec<DedicatedHost> = matching
         .into_iter()
         .skip(offset)

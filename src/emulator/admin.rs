@@ -190,7 +190,8 @@ async fn set_clock(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Ans
     let mut st = app.lock();
     match (b.now, b.advance) {
         (Some(now), None) => match parse_instant(&now) {
-            Ok(t) => st.set_clock(t),
+            Ok(t) if st.set_clock(t) => {}
+            Ok(_) => return Err(bad("the clock takes instants from 1970 to 9000")),
             Err(e) => return Err(bad(e)),
         },
         (None, Some(adv)) => {

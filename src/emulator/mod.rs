@@ -13,6 +13,7 @@
 
 pub mod actions;
 mod admin;
+mod serve;
 pub mod state;
 pub mod verify;
 
@@ -106,19 +107,7 @@ impl Emulator {
             .route("/", get(api).post(api))
             .nest("/_emulator", admin::router())
             .with_state(shared.clone());
-        let mut rx_serve = rx;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = rx_serve.wait_for(|stopped| *stopped).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "emulator server failed");
-            }
-        });
+        let task = tokio::spawn(serve::serve(listener, app, rx));
         Ok(Self {
             addr,
             shared,

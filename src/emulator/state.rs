@@ -197,7 +197,9 @@ impl Default for State {
 
 impl State {
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.clock_offset
+        Utc::now()
+            .checked_add_signed(self.clock_offset)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     pub fn set_faults(&mut self, seed: u64, rules: Vec<FaultRule>) {
@@ -312,9 +314,13 @@ impl State {
         Some(now)
     }
 
-    /// Sets the virtual clock to `at`.
-    pub fn set_clock(&mut self, at: DateTime<Utc>) {
+    /// Sets the virtual clock to `at`; refused (`false`) outside 1970 to 9000.
+    pub fn set_clock(&mut self, at: DateTime<Utc>) -> bool {
+        if at.year() > 9000 || at.year() < 1970 {
+            return false;
+        }
         self.clock_offset = at - Utc::now();
+        true
     }
 
     pub(crate) fn begin(&mut self, action: &str, hosts: &[String]) {

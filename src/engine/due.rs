@@ -126,7 +126,7 @@ async fn retry_batches(e: &Engine, a: &Attempt, groups: Retry) -> Result<Vec<Bat
 /// the protocol says to send for. `None` when there is nothing to send.
 async fn prepare(e: &Engine, p: &Arc<PassCtx>, b: &Batch) -> Result<Option<Attempt>, EngineError> {
     let ids: Vec<HostId> = b.hosts.iter().map(|h| h.host.id.clone()).collect();
-    let seen = match observe::read(&e.inner.client, &b.region, &ids, true).await {
+    let seen = match observe::read(&e.inner.client, p, &b.region, &ids, true).await {
         Ok(s) => s,
         Err(err) => {
             if b.kind == AttemptKind::Manual {
@@ -142,7 +142,7 @@ async fn prepare(e: &Engine, p: &Arc<PassCtx>, b: &Batch) -> Result<Option<Attem
     if !takeovers.is_empty() {
         // Cloud-side auto-renew switched off first; then read again before paying.
         take_over(e, &b.region, &takeovers).await?;
-        let again = observe::read(&e.inner.client, &b.region, &takeovers, true)
+        let again = observe::read(&e.inner.client, p, &b.region, &takeovers, true)
             .await
             .map_err(|err| EngineError::Unreadable(err.to_string()));
         if let Ok(again) = again {
@@ -190,7 +190,11 @@ async fn decide_batch(
     let mut takeovers = Vec::new();
     for h in &b.hosts {
         let id = &h.host.id;
-        let s = seen.get(id).cloned().unwrap_or(Seen::Absent);
+        let s = seen.get(id).cloned().unwrap_or(Seen::Unproven);
+        if s == Seen::Unproven {
+            // Not proven gone, not seen: nothing to record or decide; read again next pass.
+            continue;
+        }
         let f = facts.get(id).map(|(f, _)| f.clone()).unwrap_or_default();
         let takeover = cfg.takeover && allow_takeover;
         let d = match b.kind {
@@ -219,7 +223,7 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
     let id = &h.host.id;
     let read = match s {
         Seen::Present(c) => Some(c.clone()),
-        Seen::Absent => None,
+        Seen::Absent | Seen::Unproven => None,
     };
     let mut close = Vec::new();
     let mut notices = Vec::new();
@@ -404,8 +408,8 @@ pub(crate) async fn take_over(e: &Engine, region: &str, ids: &[HostId]) -> Resul
     Ok(())
 }
 
-/// A read that failed: nothing is sent for those hosts now; a configuration-class error stops
-/// the pass and raises a notice.
+/// A read that failed: nothing is sent or decided for those hosts now; a configuration-class
+/// error stops the pass and raises a notice.
 pub(crate) async fn unreadable(
     e: &Engine,
     p: &PassCtx,

@@ -23,7 +23,7 @@ impl Engine {
         token: Option<ClientToken>,
     ) -> Result<PassReport, EngineError> {
         let now = self.now().trunc_subsecs(0);
-        let p = PassCtx::new(self, now, Trigger::Manual, false);
+        let p = PassCtx::new(self, now, Trigger::Manual, false).await?;
         let store = &self.inner.store;
         let wanted: HashSet<&HostId> = ids.iter().collect();
         let open: Vec<Attempt> = store

@@ -1,26 +1,68 @@
-//! Reading the cloud: what the protocol's decisions take as facts. A host the answer does not
-//! contain is `Absent` only because the client checked the answer is complete (a listing whose
-//! `TotalCount` exceeds what it returned is an error, not "gone").
+//! Reading the cloud: what the protocol's decisions take as facts. The client refuses answers
+//! that are not the documented shape (a missing list, a `TotalCount` above what was returned);
+//! a host missing from a well-formed answer needs more proof before it is `Absent`.
 
 use std::collections::BTreeMap;
 
+use super::pass::PassCtx;
 use crate::domain::protocol::{CloudHost, Seen};
 use crate::domain::{ChargeType, HostId, RenewalStatus};
+use crate::ecs::models::DedicatedHost;
 use crate::ecs::{EcsClient, EcsError};
 
 /// Reads `ids` in `region`: `DescribeDedicatedHosts`, and with `auto_renew` also
 /// `DescribeDedicatedHostAutoRenew` for the PrePaid hosts present. If only the second read
 /// fails, the hosts come back with `auto_renew: None` (nothing is sent for them).
+///
+/// A host is `Absent` only with proof: missing from a complete answer to a query naming it, then
+/// missing again when asked for alone — and only while the pass has not seen more of the region
+/// disappear than it may believe (`PassCtx::claim_gone`); past that it is `Unproven`, nothing is
+/// decided for it, and the pass tells a person.
 pub(crate) async fn read(
     client: &EcsClient,
+    p: &PassCtx,
     region: &str,
     ids: &[HostId],
     auto_renew: bool,
 ) -> Result<BTreeMap<HostId, Seen>, EcsError> {
-    let raw = client.describe_dedicated_hosts(region, Some(ids)).await?;
     let mut seen: BTreeMap<HostId, Seen> =
         ids.iter().map(|id| (id.clone(), Seen::Absent)).collect();
-    for h in &raw {
+    fill(
+        &mut seen,
+        &client.describe_dedicated_hosts(region, Some(ids)).await?,
+    )?;
+    let missing: Vec<HostId> = absent(&seen);
+    if !missing.is_empty() {
+        // Ask again, naming only the missing ones.
+        fill(
+            &mut seen,
+            &client
+                .describe_dedicated_hosts(region, Some(&missing))
+                .await?,
+        )?;
+        let missing = absent(&seen);
+        if !missing.is_empty() && !p.claim_gone(region, missing.len()) {
+            p.suspect(region, missing.len(), ids.len());
+            for id in missing {
+                seen.insert(id, Seen::Unproven);
+            }
+        }
+    }
+    if auto_renew {
+        read_auto_renew(client, region, &mut seen).await;
+    }
+    Ok(seen)
+}
+
+fn absent(seen: &BTreeMap<HostId, Seen>) -> Vec<HostId> {
+    seen.iter()
+        .filter(|(_, s)| **s == Seen::Absent)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+fn fill(seen: &mut BTreeMap<HostId, Seen>, raw: &[DedicatedHost]) -> Result<(), EcsError> {
+    for h in raw {
         let host = h.to_host().map_err(|message| EcsError::Decode {
             action: "DescribeDedicatedHosts",
             status: 200,
@@ -35,10 +77,7 @@ pub(crate) async fn read(
             });
         }
     }
-    if auto_renew {
-        read_auto_renew(client, region, &mut seen).await;
-    }
-    Ok(seen)
+    Ok(())
 }
 
 async fn read_auto_renew(client: &EcsClient, region: &str, seen: &mut BTreeMap<HostId, Seen>) {

@@ -2,7 +2,7 @@
 //! report is assembled from what the steps decided, and its attempts are read back from the
 //! audit trail, so the report and `v_attempts` always agree.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Engine, EngineError, due, reminders, resolve};
-use crate::domain::protocol::{PassResult, Trigger};
+use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::domain::time::to_db;
-use crate::store::{AttemptSummary, WindowRun};
+use crate::store::{AttemptSummary, NoticeRow, WindowRun};
 
 /// What a pass did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,16 +68,25 @@ pub(crate) struct PassCtx {
     report: Mutex<PassReport>,
     written: Mutex<Vec<i64>>,
     worked: Mutex<Vec<i64>>,
+    /// Managed hosts per region, and how many this pass has seen disappear.
+    managed: HashMap<String, usize>,
+    gone: Mutex<HashMap<String, usize>>,
+    /// Regions where more hosts went missing than a pass may believe: (missing, asked) at most.
+    suspects: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl PassCtx {
-    pub(crate) fn new(
+    pub(crate) async fn new(
         e: &Engine,
         window: DateTime<Utc>,
         trigger: Trigger,
         dry_run: bool,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>, EngineError> {
+        let managed = e.inner.store.managed_per_region().await?;
+        Ok(Arc::new(Self {
+            managed,
+            gone: Mutex::new(HashMap::new()),
+            suspects: Mutex::new(HashMap::new()),
             window,
             deadline: Instant::now() + e.inner.cfg.in_window_retry,
             stop: AtomicBool::new(false),
@@ -89,7 +98,32 @@ impl PassCtx {
             }),
             written: Mutex::new(Vec::new()),
             worked: Mutex::new(Vec::new()),
-        })
+        }))
+    }
+
+    /// How many hosts of `region` one pass may believe gone: a fifth of its managed hosts, at
+    /// least three. More at once is a broken answer until `sync` says otherwise.
+    pub(crate) fn gone_limit(&self, region: &str) -> usize {
+        (self.managed.get(region).copied().unwrap_or(0) / 5).max(3)
+    }
+
+    /// Notes that `missing` of `asked` hosts of `region` vanished without being believed.
+    pub(crate) fn suspect(&self, region: &str, missing: usize, asked: usize) {
+        let mut s = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        let e = s.entry(region.to_owned()).or_insert((0, 0));
+        e.0 += missing;
+        e.1 += asked;
+    }
+
+    /// Counts `n` hosts of `region` as gone; `false` (nothing counted) past the limit.
+    pub(crate) fn claim_gone(&self, region: &str, n: usize) -> bool {
+        let mut g = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = g.entry(region.to_owned()).or_default();
+        if *seen + n > self.gone_limit(region) {
+            return false;
+        }
+        *seen += n;
+        true
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut PassReport) -> R) -> R {
@@ -132,6 +166,22 @@ impl PassCtx {
                 .collect();
         let worked: Vec<i64> = worked.into_iter().collect();
         let store = &e.inner.store;
+        let suspects =
+            std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|p| p.into_inner()));
+        let rows: Vec<NoticeRow> = suspects
+            .into_iter()
+            .map(|(region, (missing, asked))| NoticeRow {
+                host_id: "-".into(),
+                cycle: region.clone(),
+                kind: NoticeKind::NeedsAttention,
+                message: format!(
+                    "{missing} of {asked} hosts asked for in {region} are missing from well-formed answers, more than the {} a pass believes gone at once; nothing was decided for them. If they were released, `ddh-renewd sync --region {region} --allow-mass-release` records it",
+                    self.gone_limit(&region)
+                ),
+            })
+            .collect();
+        let n = store.notices_now(&rows, e.now()).await?;
+        self.with(|r| r.notices += n);
         let attempts = store.attempt_summaries(&written).await?;
         let resolved = store.attempt_summaries(&worked).await?;
         let open = store.open_attempts().await?.len();
@@ -177,7 +227,7 @@ impl Engine {
     pub async fn pass(&self, trigger: Trigger, dry_run: bool) -> Result<PassReport, EngineError> {
         let started = self.now();
         let window = self.inner.cfg.schedule.window_at_or_before(started);
-        let p = PassCtx::new(self, window, trigger, dry_run);
+        let p = PassCtx::new(self, window, trigger, dry_run).await?;
         if dry_run || self.inner.actor.is_none() {
             let candidates = self.inner.store.candidates(window).await?;
             p.with(|r| {

@@ -43,7 +43,7 @@ pub(crate) async fn resolve(
             .collect();
         ids.sort();
         ids.dedup();
-        let seen = match observe::read(&e.inner.client, &region, &ids, true).await {
+        let seen = match observe::read(&e.inner.client, p, &region, &ids, true).await {
             Ok(s) => Arc::new(s),
             Err(err) => {
                 due::unreadable(e, p, &region, &err).await?;

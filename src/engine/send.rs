@@ -33,6 +33,7 @@ pub(crate) async fn execute(
     let ids: Vec<HostId> = attempt.hosts.iter().map(|(id, _)| id.clone()).collect();
     let seen: BTreeMap<HostId, Seen> = match observe::read(
         &e.inner.client,
+        p,
         &attempt.region_id,
         &ids,
         false,

@@ -52,6 +52,7 @@ pub async fn sync(
     client: &EcsClient,
     regions: &[String],
     takeover: bool,
+    allow_mass_release: bool,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
@@ -98,7 +99,14 @@ pub async fn sync(
             })
             .collect();
         let mut applied = store
-            .apply_sync(region, &hosts, &renewals, &snapshot, now())
+            .apply_sync(
+                region,
+                &hosts,
+                &renewals,
+                &snapshot,
+                allow_mass_release,
+                now(),
+            )
             .await?;
 
         if takeover && !applied.double_renew_risk.is_empty() {

@@ -914,6 +914,23 @@ impl Store {
             .collect()
     }
 
+    /// Managed hosts (AutoRenewal, PrePaid, in the inventory) per region.
+    pub async fn managed_per_region(&self) -> Result<HashMap<String, usize>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT h.region_id, count(*) FROM hosts h JOIN policies p ON p.host_id = h.host_id
+             WHERE h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
+               AND p.renewal_status = 'AutoRenewal'
+             GROUP BY h.region_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sql("counting managed hosts"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(r, n)| (r, usize::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// PrePaid hosts not renewed here (`Normal`/`NotRenewal`) whose cycle is still open.
     pub async fn unmanaged_hosts(&self, now: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError> {
         let rows = sqlx::query(concat!(
@@ -1188,11 +1205,31 @@ mod tests {
                 .collect()
         };
         let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-            ("attempt_outcomes", "outcome", AttemptOutcome::ALL.iter().map(|v| v.as_str()).collect()),
-            ("host_outcomes", "outcome", HostOutcome::ALL.iter().map(|v| v.as_str()).collect()),
-            ("cycle_closures", "outcome", Closure::ALL.iter().map(|v| v.as_str()).collect()),
-            ("notices", "kind", NoticeKind::ALL.iter().map(|v| v.as_str()).collect()),
-            ("attempt_blocks", "reason", BlockReason::ALL.iter().map(|v| v.as_str()).collect()),
+            (
+                "attempt_outcomes",
+                "outcome",
+                AttemptOutcome::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "host_outcomes",
+                "outcome",
+                HostOutcome::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "cycle_closures",
+                "outcome",
+                Closure::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "notices",
+                "kind",
+                NoticeKind::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
+            (
+                "attempt_blocks",
+                "reason",
+                BlockReason::ALL.iter().map(|v| v.as_str()).collect(),
+            ),
         ];
         for (table, column, values) in cases {
             let mut allowed = quoted(&sql_of(table).await, column);

@@ -15,6 +15,10 @@ pub enum StoreError {
         context: &'static str,
         message: String,
     },
+    #[error(
+        "{path} is not a ddh-renewd database: {why}; nothing was changed in it. Point [database] path at a new file (or at a ddh-renewd database)"
+    )]
+    NotOurs { path: PathBuf, why: String },
     #[error("the database holds a value this version cannot read: {what}")]
     Corrupt { what: String },
     #[error("InvalidDedicatedHostId.NotFound: {0} is not in the inventory")]
@@ -59,6 +63,12 @@ fn explain(e: &sqlx::Error) -> String {
             Some("the database or its directory is read-only; check file permissions and the mount")
         }
         Some(13) => Some("the disk is full; free space and retry (nothing was half-written)"),
+        Some(10) if code.as_deref() == Some("4874") => Some(
+            "the disk is full (the shared-memory file cannot grow); free space and retry (nothing was half-written)",
+        ),
+        Some(10) => Some(
+            "a disk I/O error: the disk may be full or failing; free space, check the disk, and retry (nothing was half-written)",
+        ),
         Some(14) => {
             Some("the file cannot be opened; check that the directory exists and is writable")
         }

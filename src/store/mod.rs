@@ -87,6 +87,9 @@ pub struct SyncApplied {
     pub released: Vec<HostId>,
     pub cloud_renewal_changed: usize,
     pub double_renew_risk: Vec<HostId>,
+    /// Hosts the cloud no longer returned but that were not marked released: too many at once
+    /// to believe (`sync --allow-mass-release` confirms).
+    pub released_held_back: Vec<HostId>,
     /// Hosts that changed while the sync was reading the cloud: left as they are.
     pub changed_meanwhile: Vec<HostId>,
     /// Hosts whose expiry the cloud shows earlier than the inventory did (recorded).
@@ -112,6 +115,7 @@ impl Store {
     /// Opens (creating if missing) the database at `path`, applies migrations, and brings the
     /// stored windows in line with `schedule`.
     pub async fn open(path: &Path, schedule: Schedule) -> Result<Self, StoreError> {
+        Self::check_ours(path).await?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -131,6 +135,58 @@ impl Store {
         let store = Self { pool, schedule };
         store.refresh_windows_if_schedule_changed().await?;
         Ok(store)
+    }
+
+    /// Refuses, without writing anything, a file that holds another application's database: it
+    /// has tables but no migrations of ours, or migrations this version does not know.
+    async fn check_ours(path: &Path) -> Result<(), StoreError> {
+        use sqlx::ConnectOptions;
+        if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+            return Ok(());
+        }
+        let not_ours = |why: String| StoreError::NotOurs {
+            path: path.to_owned(),
+            why,
+        };
+        let mut conn = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .connect()
+            .await
+            .map_err(|e| StoreError::open(path, &e))?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| StoreError::open(path, &e))?;
+        let verdict = if tables.is_empty() {
+            Ok(())
+        } else if !tables.iter().any(|t| t == "_sqlx_migrations") {
+            let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+            Err(not_ours(format!(
+                "it holds tables ({}{}) but no ddh-renewd migrations",
+                shown.join(", "),
+                if tables.len() > 5 { ", …" } else { "" }
+            )))
+        } else {
+            let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| StoreError::open(path, &e))?;
+            let ours: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+            match versions.iter().find(|v| !ours.contains(v)) {
+                Some(v) => Err(not_ours(format!(
+                    "it has migration {v}, which this version of ddh-renewd does not know (a newer version, or another application)"
+                ))),
+                None if !tables.iter().any(|t| t == "hosts") => Err(not_ours(
+                    "it has sqlx migrations but no hosts table".to_owned(),
+                )),
+                None => Ok(()),
+            }
+        };
+        let _ = sqlx::Connection::close(conn).await;
+        verdict
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -425,6 +481,7 @@ impl Store {
         cloud: &[Host],
         renewals: &[CloudRenewal],
         snapshot: &HashMap<String, i64>,
+        allow_mass_release: bool,
         now: DateTime<Utc>,
     ) -> Result<SyncApplied, StoreError> {
         let now_s = to_db(now);
@@ -496,6 +553,23 @@ impl Store {
             }
         }
         released.sort();
+        // Disappearance needs proof: more than a fifth of a region (and more than three hosts)
+        // gone at once is a broken answer until a person confirms it.
+        let in_region = existing
+            .values()
+            .filter(|r| r.host.region_id == region && !r.host.status.is_released())
+            .count();
+        let mut released_held_back = Vec::new();
+        if released.len() > (in_region / 5).max(3) && !allow_mass_release {
+            tracing::warn!(
+                region,
+                missing = released.len(),
+                of = in_region,
+                "sync: a mass disappearance is not believed; nothing is marked released"
+            );
+            released_held_back = std::mem::take(&mut released);
+            changes.retain(|c| c.kind != "released");
+        }
         for id in &released {
             sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
                 .bind(&now_s)
@@ -598,6 +672,20 @@ impl Store {
             })
             .collect();
         insert_notices(&mut tx, &notices, &day, &now_s).await?;
+        if !released_held_back.is_empty() {
+            let text = format!(
+                "sync: {} of {} hosts of {region} are no longer returned by DescribeDedicatedHosts; none was marked released, since so many at once may be a broken answer. If they were released, run `ddh-renewd sync --region {region} --allow-mass-release`",
+                released_held_back.len(),
+                in_region
+            );
+            let row = [(
+                "-".to_owned(),
+                region.to_owned(),
+                "needs_attention",
+                text.as_str(),
+            )];
+            insert_notices(&mut tx, &row, &day, &now_s).await?;
+        }
         commit(tx).await?;
         Ok(SyncApplied {
             region: region.to_owned(),
@@ -608,6 +696,7 @@ impl Store {
             released,
             cloud_renewal_changed: cloud_changed,
             double_renew_risk: risk,
+            released_held_back,
             changed_meanwhile: {
                 changed_meanwhile.sort();
                 changed_meanwhile

@@ -77,6 +77,7 @@ fn client(c: &Config) -> Arc<EcsClient> {
         max_attempts: 5,
         base: Duration::from_millis(5),
         cap: Duration::from_millis(40),
+        max_elapsed: Duration::from_secs(5),
     };
     Arc::new(
         EcsClient::new(
@@ -204,7 +205,7 @@ impl World {
         let at = start() - chrono::Duration::hours(1);
         if setup.sync_first {
             let c = client(&self.cfg);
-            ddh_renewd::engine::sync::sync(&store, &c, &self.cfg.ecs.regions, false, || at)
+            ddh_renewd::engine::sync::sync(&store, &c, &self.cfg.ecs.regions, false, false, || at)
                 .await
                 .expect("sync");
         }
@@ -379,6 +380,7 @@ impl World {
                     &c,
                     &cfg.ecs.regions,
                     takeover,
+                    false,
                     Utc::now,
                 )
                 .await;
