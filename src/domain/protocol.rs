@@ -611,6 +611,38 @@ fn renewed_since(facts: &CycleFacts, cloud: DateTime<Utc>) -> Option<DateTime<Ut
     })
 }
 
+/// The decision that needs no cycle: a host not proven gone but unseen, or gone.
+fn unseen(facts: &CycleFacts, seen: &Seen) -> Option<PreSend> {
+    match seen {
+        Seen::Unproven => Some(PreSend::Skip(Skip::Unconfirmed)),
+        Seen::Present(c) if c.prepaid => None,
+        // Gone (or PostPaid now): the inventory's cycle ends here.
+        _ => Some(match facts.inventory_expiry {
+            Some(e) if !facts.closures.contains_key(&e) => PreSend::Close(e, Closure::Gone),
+            _ => PreSend::Skip(Skip::Closed),
+        }),
+    }
+}
+
+/// Send, take over, or skip, by the cloud-side auto-renew status: a host the cloud renews itself
+/// is never paid for here as well.
+fn by_auto_renew(c: &CloudHost, takeover: bool) -> PreSend {
+    match c.auto_renew {
+        None => PreSend::Skip(Skip::AutoRenewUnknown),
+        Some(RenewalStatus::AutoRenewal) if takeover => PreSend::TakeOver(c.expiry),
+        Some(RenewalStatus::AutoRenewal) => PreSend::Skip(Skip::DoubleRenewRisk),
+        Some(_) => PreSend::Send(c.expiry),
+    }
+}
+
+fn plain(action: PreSend) -> PreSendDecision {
+    PreSendDecision {
+        action,
+        adopt: None,
+        close_inventory_cycle: None,
+    }
+}
+
 /// Decides, from a fresh read, whether a managed host gets a new attempt in `window`. The cycle
 /// worked on is always the cloud's current expiry; the local clock lapses nothing.
 pub fn decide_pre_send(
@@ -620,26 +652,11 @@ pub fn decide_pre_send(
     schedule: &Schedule,
     takeover: bool,
 ) -> PreSendDecision {
-    let plain = |action| PreSendDecision {
-        action,
-        adopt: None,
-        close_inventory_cycle: None,
-    };
-    let inventory_cycle = facts.inventory_expiry;
-    if *seen == Seen::Unproven {
-        return plain(PreSend::Skip(Skip::Unconfirmed));
+    if let Some(action) = unseen(facts, seen) {
+        return plain(action);
     }
-    let c = match seen {
-        Seen::Present(c) if c.prepaid => c,
-        _ => {
-            // Gone: the inventory's cycle ends here.
-            return match inventory_cycle {
-                Some(e) if !facts.closures.contains_key(&e) => {
-                    plain(PreSend::Close(e, Closure::Gone))
-                }
-                _ => plain(PreSend::Skip(Skip::Closed)),
-            };
-        }
+    let Seen::Present(c) = seen else {
+        return plain(PreSend::Skip(Skip::Unconfirmed));
     };
     let cycle = c.expiry;
     if let Some(closure) = facts.closures.get(&cycle) {
@@ -651,8 +668,6 @@ pub fn decide_pre_send(
         };
         return plain(PreSend::Skip(skip));
     }
-    let adopt = (inventory_cycle != Some(cycle)).then_some(cycle);
-    let close_inventory_cycle = renewed_since(facts, cycle);
     let action = if c.locked {
         PreSend::Close(cycle, Closure::Lapsed)
     } else if facts.failed_in_window.contains(&cycle) {
@@ -661,18 +676,13 @@ pub fn decide_pre_send(
         match schedule.first_window(cycle) {
             None => PreSend::Skip(Skip::NoWindow),
             Some(first) if first > window => PreSend::Skip(Skip::NotYet),
-            Some(_) => match c.auto_renew {
-                None => PreSend::Skip(Skip::AutoRenewUnknown),
-                Some(RenewalStatus::AutoRenewal) if takeover => PreSend::TakeOver(cycle),
-                Some(RenewalStatus::AutoRenewal) => PreSend::Skip(Skip::DoubleRenewRisk),
-                Some(_) => PreSend::Send(cycle),
-            },
+            Some(_) => by_auto_renew(c, takeover),
         }
     };
     PreSendDecision {
         action,
-        adopt,
-        close_inventory_cycle,
+        adopt: (facts.inventory_expiry != Some(cycle)).then_some(cycle),
+        close_inventory_cycle: renewed_since(facts, cycle),
     }
 }
 
@@ -682,42 +692,25 @@ pub fn decide_pre_send(
 /// cycle recorded as renewed is not paid again on a stale read; cloud-side auto-renew must be
 /// off. An expired, locked host may be renewed by hand.
 pub fn decide_manual(facts: &CycleFacts, seen: &Seen, takeover: bool) -> PreSendDecision {
-    let plain = |action| PreSendDecision {
-        action,
-        adopt: None,
-        close_inventory_cycle: None,
-    };
-    if *seen == Seen::Unproven {
-        return plain(PreSend::Skip(Skip::Unconfirmed));
+    if let Some(action) = unseen(facts, seen) {
+        return plain(action);
     }
-    let c = match seen {
-        Seen::Present(c) if c.prepaid => c,
-        _ => {
-            return match facts.inventory_expiry {
-                Some(e) if !facts.closures.contains_key(&e) => {
-                    plain(PreSend::Close(e, Closure::Gone))
-                }
-                _ => plain(PreSend::Skip(Skip::Closed)),
-            };
-        }
+    let Seen::Present(c) = seen else {
+        return plain(PreSend::Skip(Skip::Unconfirmed));
     };
     let cycle = c.expiry;
     if facts.closures.get(&cycle).is_some_and(|cl| cl.is_renewal()) {
         return plain(PreSend::Skip(Skip::StaleRead));
     }
-    let close_inventory_cycle = renewed_since(facts, cycle);
-    let renewed_meanwhile = facts.inventory_expiry.is_some_and(|e| e < cycle);
-    let action = match c.auto_renew {
-        _ if renewed_meanwhile => PreSend::Skip(Skip::RenewedMeanwhile),
-        None => PreSend::Skip(Skip::AutoRenewUnknown),
-        Some(RenewalStatus::AutoRenewal) if takeover => PreSend::TakeOver(cycle),
-        Some(RenewalStatus::AutoRenewal) => PreSend::Skip(Skip::DoubleRenewRisk),
-        Some(_) => PreSend::Send(cycle),
+    let action = if facts.inventory_expiry.is_some_and(|e| e < cycle) {
+        PreSend::Skip(Skip::RenewedMeanwhile)
+    } else {
+        by_auto_renew(c, takeover)
     };
     PreSendDecision {
         action,
         adopt: (facts.inventory_expiry != Some(cycle)).then_some(cycle),
-        close_inventory_cycle,
+        close_inventory_cycle: renewed_since(facts, cycle),
     }
 }
 
