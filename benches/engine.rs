@@ -80,7 +80,8 @@ async fn bench() {
         )
         .expect("client"),
     );
-    let engine_cfg = EngineConfig::from_config(&config);
+    let mut engine_cfg = EngineConfig::from_config(&config);
+    engine_cfg.virtual_clock = true;
     let concurrency = engine_cfg.concurrency;
     let engine = Engine::new(
         store.clone(),

@@ -42,7 +42,7 @@ fn day(d: i64) -> String {
 
 fn tick(cloud: &Cloud, env: &Env, at: &str) -> Value {
     cloud.set_clock(at);
-    env.json(&["tick", "--at", at, "--json"])
+    env.json(&["tick", "--virtual-clock", "--at", at, "--json"])
 }
 
 fn ledger_by_host(cloud: &Cloud) -> BTreeMap<String, Vec<Value>> {
@@ -212,7 +212,7 @@ fn a_pass_twice_in_one_window_sends_nothing_twice_and_dry_run_sends_nothing() {
     cloud.add(cloud_fleet());
     let env = cloud.env("");
     env.import(FLEET);
-    let dry = env.json(&["tick", "--at", &day(2), "--dry-run", "--json"]);
+    let dry = env.json(&["tick", "--virtual-clock", "--at", &day(2), "--dry-run", "--json"]);
     assert_eq!(dry["due"], json!(["dh-auto-1", "dh-auto-2", "dh-never"]));
     assert!(cloud.ledger().is_empty(), "dry run sends nothing");
     tick(&cloud, &env, &day(2));
@@ -366,7 +366,7 @@ fn one_actor_per_database() {
             Default::default(),
         ))
         .unwrap();
-    let r = env.run(&["tick", "--at", &day(2)]).expect(1);
+    let r = env.run(&["tick", "--virtual-clock", "--at", &day(2)]).expect(1);
     assert!(
         r.stderr.contains("already acting on")
             && r.stderr.contains(&std::process::id().to_string()),
@@ -375,7 +375,7 @@ fn one_actor_per_database() {
     );
     rt.block_on(store.close());
     drop(actor);
-    env.run(&["tick", "--at", &day(2)]).expect(0);
+    env.run(&["tick", "--virtual-clock", "--at", &day(2)]).expect(0);
 }
 
 /// Extracts the ```sql blocks of docs/audit.md and runs each with `sqlite3 -readonly` while a

@@ -36,7 +36,7 @@ fn fleet(cloud: &Cloud, env: &Env, hosts: &[(&str, &str, u32, &str)]) {
 
 fn tick(cloud: &Cloud, env: &Env, when: &str) -> Value {
     cloud.set_clock(when);
-    env.json(&["tick", "--at", when, "--json"])
+    env.json(&["tick", "--virtual-clock", "--at", when, "--json"])
 }
 
 fn notices(env: &Env, kind: &str, host: &str) -> usize {
@@ -166,7 +166,7 @@ fn class3_one_actor_whatever_the_path() {
     cloud.set_clock(&at(3, "08:00"));
     // Slow calls: the first pass takes seconds.
     cloud.emu().with_state(|s| s.latency_ms = 250);
-    let first = env.spawn(&["tick", "--at", &at(3, "08:00")]);
+    let first = env.spawn(&["tick", "--virtual-clock", "--at", &at(3, "08:00")]);
     cloud.wait_for("the first pass to send", 30, |c| {
         c.logged("RenewDedicatedHosts") > 0
     });
@@ -192,7 +192,7 @@ fn class3_one_actor_whatever_the_path() {
             std::process::Command::new(common::bin())
                 .arg("--config")
                 .arg(&other)
-                .args(["tick", "--at", &at(3, "08:00")])
+                .args(["tick", "--virtual-clock", "--at", &at(3, "08:00")])
                 .env("ALIBABA_CLOUD_ACCESS_KEY_ID", common::TEST_KEY_ID)
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", common::TEST_SECRET)
                 .output()
@@ -224,7 +224,7 @@ fn class4_renew_refuses_hosts_with_an_undecided_attempt() {
         1,
         json!([{"action": "RenewDedicatedHosts", "kind": "delay", "ms": 5000, "count": 1}]),
     );
-    let t = env.spawn(&["tick", "--at", &at(3, "08:00")]);
+    let t = env.spawn(&["tick", "--virtual-clock", "--at", &at(3, "08:00")]);
     kill_when(&cloud, t, |c| c.processing("RenewDedicatedHosts") > 0);
     // The next read fails (a definite, non-retried error); the one after it would succeed.
     cloud.faults(2, json!([{"action": "DescribeDedicatedHosts", "kind": "error", "status": 400, "code": "UnknownParameter", "count": 1}]));
@@ -257,7 +257,7 @@ fn class5_cloud_side_auto_renew_is_checked_at_send_time() {
     env.import("dedicated_host_id,region_id,expired_time,charge_type,renewal_status,duration,period_unit\ndh-a,cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal,1,Week\n");
     // The daemon's clock a minute ahead of the cloud's: its 08:00 pass comes before the cloud's own
     // charge.
-    env.json(&["tick", "--at", &at(3, "08:00"), "--json"]);
+    env.json(&["tick", "--virtual-clock", "--at", &at(3, "08:00"), "--json"]);
     assert_eq!(notices(&env, "double_renew_risk", "dh-a"), 1);
     cloud.set_clock(&at(3, "08:01"));
     let ledger = cloud.ledger_of("dh-a");
@@ -305,7 +305,7 @@ fn class6_a_slow_sync_cannot_commit_a_stale_read() {
     cloud.wait_for("the sync to read", 30, |c| {
         c.processing("DescribeDedicatedHostAutoRenew") > 0
     });
-    env.json(&["tick", "--at", &at(2, "08:00"), "--json"]);
+    env.json(&["tick", "--virtual-clock", "--at", &at(2, "08:00"), "--json"]);
     assert_eq!(cycles_paid(&cloud, "dh-a").len(), 1);
     assert!(sync.wait().unwrap().success());
     let show = env.json(&["hosts", "show", "dh-a", "--json"]);
@@ -343,7 +343,7 @@ fn class7_a_partly_renewed_unknown_batch_blocks_and_can_be_settled() {
         1,
         json!([{"action": "RenewDedicatedHosts", "kind": "hang", "ms": 60000, "count": 1}]),
     );
-    let t = env.spawn(&["tick", "--at", &at(10, "08:00")]);
+    let t = env.spawn(&["tick", "--virtual-clock", "--at", &at(10, "08:00")]);
     kill_when(&cloud, t, |c| {
         c.emu()
             .with_state(|s| s.log.iter().any(|e| e.code == "fault:hang"))
@@ -391,7 +391,7 @@ fn class8_the_local_clock_alone_lapses_nothing() {
     let env = cloud.env("");
     fleet(&cloud, &env, &[("dh-a", E, 1, "Month")]);
     cloud.set_clock(&at(10, "08:00"));
-    let r = env.json(&["tick", "--at", &at(11, "09:00"), "--json"]);
+    let r = env.json(&["tick", "--virtual-clock", "--at", &at(11, "09:00"), "--json"]);
     assert!(r["lapsed"].as_array().unwrap().is_empty(), "{r}");
     // The clock back where it belongs.
     tick(&cloud, &env, &at(10, "08:30"));
@@ -486,7 +486,7 @@ fn audit_a_hand_renewal_is_not_credited_and_reports_match_the_trail() {
         1,
         json!([{"action": "RenewDedicatedHosts", "kind": "hang", "ms": 60000, "count": 1}]),
     );
-    let t = env.spawn(&["tick", "--at", &at(3, "08:00")]);
+    let t = env.spawn(&["tick", "--virtual-clock", "--at", &at(3, "08:00")]);
     kill_when(&cloud, t, |c| {
         c.emu()
             .with_state(|s| s.log.iter().any(|e| e.code == "fault:hang"))

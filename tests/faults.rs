@@ -72,7 +72,7 @@ fn exactly_once_under_drops_errors_and_hangs() {
         {"action": "RenewDedicatedHosts", "kind": "apply_then_drop", "probability": 0.3},
         {"action": "*", "kind": "apply_then_error", "probability": 0.3, "status": 503, "code": "ServiceUnavailable"}
     ]));
-    let r = env.json(&["tick", "--at", AT, "--json"]);
+    let r = env.json(&["tick", "--virtual-clock", "--at", AT, "--json"]);
     let (hangs, drops, errors) = cloud.emu().with_state(|s| {
         let count = |c: &str| s.log.iter().filter(|e| e.code == c).count();
         (
@@ -123,7 +123,7 @@ fn exactly_once_across_fifty_sigkills() {
         let mut child = Command::new(bin())
             .arg("--config")
             .arg(&env.config)
-            .args(["tick", "--at", AT])
+            .args(["tick", "--virtual-clock", "--at", AT])
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_SECRET)
             .stdout(Stdio::null())
@@ -165,7 +165,7 @@ fn exactly_once_across_fifty_sigkills() {
     }
     let before_final = cloud.ledger().len();
     let t_final = Instant::now();
-    let done = env.json(&["tick", "--at", AT, "--json"]);
+    let done = env.json(&["tick", "--virtual-clock", "--at", AT, "--json"]);
     println!("final pass took {:?}", t_final.elapsed());
     // Attempts that a killed run left without an outcome and a later run settled.
     let crashed: i64 = cloud.rt.block_on(async {

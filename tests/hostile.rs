@@ -109,7 +109,7 @@ fn tick_decides_nothing_on_a_hostile_read() {
     for action in ["DescribeDedicatedHosts", "DescribeDedicatedHostAutoRenew"] {
         for kind in ALL {
             hostile.set(Some((action, kind)));
-            let (r, took) = timed(&env, &["tick", "--at", AT, "--json"]);
+            let (r, took) = timed(&env, &["tick", "--virtual-clock", "--at", AT, "--json"]);
             worst = worst.max(took);
             assert!(took < BOUND, "{action} {kind:?}: took {took:?}");
             assert!(
@@ -140,7 +140,7 @@ fn tick_decides_nothing_on_a_hostile_read() {
     }
     println!("tick against every hostile read: worst {worst:?}");
     hostile.set(None);
-    let r = env.json(&["tick", "--at", AT, "--json"]);
+    let r = env.json(&["tick", "--virtual-clock", "--at", AT, "--json"]);
     assert_eq!(r["renewed"].as_array().unwrap().len(), 4, "{r}");
 }
 
@@ -162,7 +162,7 @@ fn a_hostile_renewal_answer_decides_nothing_and_pays_once() {
         ])
         .expect(0);
         hostile.set(Some(("RenewDedicatedHosts", kind)));
-        let (r, took) = timed(&env, &["tick", "--at", AT, "--json"]);
+        let (r, took) = timed(&env, &["tick", "--virtual-clock", "--at", AT, "--json"]);
         worst = worst.max(took);
         assert!(took < BOUND, "{kind:?}: took {took:?}");
         assert!(r.code == 0 || r.code == 2, "{kind:?}: {}", r.stderr);
@@ -181,7 +181,7 @@ fn a_hostile_renewal_answer_decides_nothing_and_pays_once() {
         );
         // A healthy endpoint again: resolved with the same token, paid once.
         hostile.set(None);
-        env.json(&["tick", "--at", "2026-12-03T09:00:00+08:00", "--json"]);
+        env.json(&["tick", "--virtual-clock", "--at", "2026-12-03T09:00:00+08:00", "--json"]);
         for i in 0..4 {
             let l = cloud.ledger_of(&format!("dh-h{i}"));
             assert_eq!(l.len(), 1, "{kind:?}: dh-h{i} paid once: {l:?}");
@@ -253,7 +253,7 @@ fn a_mass_disappearance_is_not_believed() {
     .expect(0);
     // One host gone: believed (asked for again, alone, and still missing).
     cloud.emu().with_state(|s| s.hosts.remove("dh-m0"));
-    let r = env.json(&["tick", "--at", AT, "--json"]);
+    let r = env.json(&["tick", "--virtual-clock", "--at", AT, "--json"]);
     assert_eq!(r["gone"], json!(["dh-m0"]), "{r}");
     assert_eq!(r["renewed"].as_array().unwrap().len(), 9, "{r}");
     // Seven of the nine left vanish at once, on their next cycle's window: not believed.
@@ -262,7 +262,7 @@ fn a_mass_disappearance_is_not_believed() {
             s.hosts.remove(&format!("dh-m{i}"));
         }
     });
-    let r = env.json(&["tick", "--at", "2027-01-02T08:00:00+08:00", "--json"]);
+    let r = env.json(&["tick", "--virtual-clock", "--at", "2027-01-02T08:00:00+08:00", "--json"]);
     assert!(r["gone"].as_array().unwrap().is_empty(), "{r}");
     let n = env.json(&["audit", "notices", "--json"]);
     assert!(

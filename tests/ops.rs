@@ -66,7 +66,11 @@ fn metrics_and_health_after_a_simulated_run() {
         let engine = Engine::new(
             store.clone(),
             client.clone(),
-            EngineConfig::from_config(&config),
+            {
+                let mut c = EngineConfig::from_config(&config);
+                c.virtual_clock = true;
+                c
+            },
             clock,
             Some(actor),
         );

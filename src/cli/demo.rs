@@ -239,10 +239,13 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         groups.len()
     );
 
+    let mut engine_cfg = EngineConfig::from_config(&config);
+    // The emulator and the engine share the demo's virtual days.
+    engine_cfg.virtual_clock = true;
     let engine = Engine::new(
         store.clone(),
         client.clone(),
-        EngineConfig::from_config(&config),
+        engine_cfg,
         clock.clone(),
         Some(actor),
     );

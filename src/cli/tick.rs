@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::output::{self, zoned};
 use crate::config::Config;
+use crate::domain::HostId;
 use crate::domain::protocol::Trigger;
 use crate::domain::renew::{RawRenew, validate_renew};
 use crate::engine::{Clock, Engine, EngineConfig, OffsetClock, PassReport, SystemClock};
@@ -22,6 +23,10 @@ pub struct TickArgs {
     /// Show what is due; send and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The endpoint is an emulator whose clock is set to --at (tests, staging): allow an --at
+    /// ahead of the wall clock. Refused unless [ecs] endpoint is on loopback.
+    #[arg(long)]
+    pub virtual_clock: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -42,6 +47,13 @@ pub struct RenewArgs {
     /// Your own ClientToken (≤ 64 printable ASCII); default: derived from the request.
     #[arg(long)]
     pub client_token: Option<String>,
+    /// Pay even when the host's current cycle has no window open (renewed already, or expiring
+    /// far ahead) or was renewed since the inventory was read. Shows what will be paid and asks.
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: do not ask (for scripts).
+    #[arg(long, requires = "force")]
+    pub yes: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -50,6 +62,15 @@ pub struct RenewArgs {
 /// new epoch, credentials, the client and the clock. `None` for `actor` builds one that only
 /// reads (dry run).
 pub async fn engine(config: &Config, clock: Arc<dyn Clock>, act: bool) -> Result<Engine> {
+    engine_with(config, clock, act, false).await
+}
+
+async fn engine_with(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    act: bool,
+    virtual_clock: bool,
+) -> Result<Engine> {
     let client = Arc::new(super::sync::client(config)?);
     let schedule = config.schedule.schedule();
     let (store, actor) = if act {
@@ -60,21 +81,32 @@ pub async fn engine(config: &Config, clock: Arc<dyn Clock>, act: bool) -> Result
     } else {
         (super::open_store(config).await?, None)
     };
-    Ok(Engine::new(
-        store,
-        client,
-        EngineConfig::from_config(config),
-        clock,
-        actor,
-    ))
+    let mut cfg = EngineConfig::from_config(config);
+    cfg.virtual_clock = virtual_clock;
+    Ok(Engine::new(store, client, cfg, clock, actor))
 }
 
 pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
+    if args.virtual_clock && !loopback_endpoint(config) {
+        return Err(Error::Usage(
+            "--virtual-clock is for an emulator: [ecs] endpoint must be on loopback (e.g. http://127.0.0.1:18080)".into(),
+        ));
+    }
+    if let Some(at) = args.at
+        && at > Utc::now() + chrono::Duration::minutes(1)
+        && !args.dry_run
+        && !args.virtual_clock
+    {
+        return Err(Error::Usage(format!(
+            "--at {} is in the future: a pass there would pay early and record times that have not happened. Use --dry-run to see what it would do",
+            output::zoned(at, config.schedule.timezone)
+        )));
+    }
     let clock: Arc<dyn Clock> = match args.at {
         Some(at) => Arc::new(OffsetClock::starting_at(at)),
         None => Arc::new(SystemClock),
     };
-    let engine = engine(config, clock, !args.dry_run).await?;
+    let engine = engine_with(config, clock, !args.dry_run, args.virtual_clock).await?;
     let result = engine.pass(Trigger::Tick, args.dry_run).await;
     engine.close().await;
     let report = result.map_err(|e| Error::Runtime(e.to_string()))?;
@@ -85,8 +117,64 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
     }
 }
 
+/// `[ecs] endpoint` names a loopback host (an emulator).
+fn loopback_endpoint(config: &Config) -> bool {
+    reqwest::Url::parse(&config.ecs.endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .is_some_and(|h| crate::config::is_loopback_host(&h))
+}
+
+/// `--force` without `--yes`: show what will be paid and ask on the terminal.
+async fn confirm_forced(engine: &Engine, args: &RenewArgs) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "--force pays outside the guards; confirm with --yes (there is no terminal to ask on)".into(),
+        ));
+    }
+    let ids: Vec<HostId> = crate::domain::parse_id_list(&args.ids)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| HostId::parse(i).ok())
+        .collect();
+    let hosts = engine
+        .client()
+        .describe_dedicated_hosts(&args.region, Some(&ids))
+        .await
+        .map_err(|e| Error::Runtime(format!("not sent: cannot read the hosts: {e}")))?;
+    println!("--force will pay, outside the usual guards:");
+    for h in &hosts {
+        println!(
+            "  {}  expires {}  + {} {}",
+            h.dedicated_host_id,
+            h.expired_time,
+            args.period,
+            args.period_unit.as_deref().unwrap_or("Month")
+        );
+    }
+    print!("Type yes to pay: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Error::Usage("not confirmed; nothing was sent".into()))
+    }
+}
+
 pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
     let engine = engine(config, Arc::new(SystemClock), true).await?;
+    if args.force
+        && let Err(e) = confirm_forced(&engine, args).await
+    {
+        engine.close().await;
+        return Err(e);
+    }
     let result = renew_with(&engine, args).await;
     engine.close().await;
     let report = result?;
@@ -101,6 +189,14 @@ pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
         .chain(&report.blocked)
         .chain(&report.skipped_double_renew)
         .chain(&report.gone)
+        // Renewed elsewhere meanwhile: what was asked for is done (and reported).
+        .chain(
+            report
+                .skipped
+                .iter()
+                .filter(|s| s.reason != crate::domain::protocol::Skip::RenewedMeanwhile)
+                .map(|s| &s.host_id),
+        )
         .collect();
     if !not_renewed.is_empty() {
         let list: Vec<&str> = not_renewed.iter().map(|s| s.as_str()).collect();
@@ -122,7 +218,7 @@ async fn renew_with(engine: &Engine, args: &RenewArgs) -> Result<PassReport> {
         records.iter().find(|r| &r.host.id == id).map(|r| &r.host)
     })?;
     engine
-        .renew_manual(&req.region_id, req.ids, req.period, req.client_token)
+        .renew_manual(&req.region_id, req.ids, req.period, req.client_token, args.force)
         .await
         .map_err(|e| Error::Runtime(e.to_string()))
 }
@@ -187,6 +283,9 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     }
     if !r.lapsed.is_empty() {
         println!("  lapsed: {}", r.lapsed.join(", "));
+    }
+    for s in &r.skipped {
+        println!("  not sent: {}: {}", s.host_id, s.detail);
     }
     if !r.undecided.is_empty() {
         println!(

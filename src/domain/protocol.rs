@@ -576,6 +576,9 @@ pub enum Skip {
     RenewedMeanwhile,
     /// Missing from the answers without proof that it is gone.
     Unconfirmed,
+    /// `renew`: the cloud's current cycle has no window open yet (it was renewed already, or
+    /// expires far ahead); `--force` pays anyway.
+    NotInWindow,
 }
 
 /// The decision before a new attempt on one host.
@@ -686,12 +689,22 @@ pub fn decide_pre_send(
     }
 }
 
-/// The decision before a manual renewal (`renew`): no window applies — a person asked — but the
-/// facts do: the person asked about the cycle the inventory showed, so if the cloud shows it
-/// renewed meanwhile nothing is paid (the inventory follows; ask again for the next period); a
-/// cycle recorded as renewed is not paid again on a stale read; cloud-side auto-renew must be
-/// off. An expired, locked host may be renewed by hand.
-pub fn decide_manual(facts: &CycleFacts, seen: &Seen, takeover: bool) -> PreSendDecision {
+/// How a manual renewal is guarded.
+#[derive(Debug, Clone, Copy)]
+pub struct ManualGuard<'a> {
+    pub now: DateTime<Utc>,
+    pub schedule: &'a Schedule,
+    pub takeover: bool,
+    /// A person insists: pay outside the cycle's windows, or for a cycle renewed meanwhile.
+    pub force: bool,
+}
+
+/// The decision before a manual renewal (`renew`). It pays only for a cycle in its windows (the
+/// same windows auto-renew uses; an expired host's are open until it is renewed), and only for
+/// the cycle the person asked about — the one the inventory showed: if the cloud shows it renewed
+/// meanwhile nothing is paid and the inventory follows. `force` lifts those two guards; a cycle
+/// recorded as renewed (a stale read) and cloud-side auto-renew still stop it.
+pub fn decide_manual(facts: &CycleFacts, seen: &Seen, g: ManualGuard<'_>) -> PreSendDecision {
     if let Some(action) = unseen(facts, seen) {
         return plain(action);
     }
@@ -702,10 +715,13 @@ pub fn decide_manual(facts: &CycleFacts, seen: &Seen, takeover: bool) -> PreSend
     if facts.closures.get(&cycle).is_some_and(|cl| cl.is_renewal()) {
         return plain(PreSend::Skip(Skip::StaleRead));
     }
-    let action = if facts.inventory_expiry.is_some_and(|e| e < cycle) {
+    let in_window = g.schedule.first_window(cycle).is_some_and(|f| f <= g.now);
+    let action = if !g.force && facts.inventory_expiry.is_some_and(|e| e < cycle) {
         PreSend::Skip(Skip::RenewedMeanwhile)
+    } else if !g.force && !in_window {
+        PreSend::Skip(Skip::NotInWindow)
     } else {
-        by_auto_renew(c, takeover)
+        by_auto_renew(c, g.takeover)
     };
     PreSendDecision {
         action,
@@ -1097,27 +1113,36 @@ mod tests {
     }
 
     #[test]
-    fn manual_renewal_needs_no_window_but_the_same_guards() {
+    fn manual_renewal_pays_in_the_windows_only_unless_forced() {
         let far = t("2026-11-01T08:00:00+08:00");
         let s = Schedule::default();
-        // No window yet: the scheduled path waits, the manual one sends.
+        let guard = |now, force| ManualGuard {
+            now,
+            schedule: &s,
+            takeover: false,
+            force,
+        };
+        // No window yet: refused, unless forced; in the windows: sent.
         assert_eq!(
-            decide_pre_send(&facts(E), &present(E), far, &s, false).action,
-            PreSend::Skip(Skip::NotYet)
+            decide_manual(&facts(E), &present(E), guard(far, false)).action,
+            PreSend::Skip(Skip::NotInWindow)
         );
         assert_eq!(
-            decide_manual(&facts(E), &present(E), false).action,
+            decide_manual(&facts(E), &present(E), guard(far, true)).action,
             PreSend::Send(t(E))
         );
+        let g = guard(t(W3), false);
+        assert_eq!(decide_manual(&facts(E), &present(E), g).action, PreSend::Send(t(E)));
         // An expired host may be renewed by hand.
+        let late = guard(t("2026-12-20T08:00:00+08:00"), false);
         assert_eq!(
-            decide_manual(&facts(E), &locked(E), false).action,
+            decide_manual(&facts(E), &locked(E), late).action,
             PreSend::Send(t(E))
         );
         let mut f = facts(E);
         f.closures.insert(t(E), Closure::Renewed);
         assert_eq!(
-            decide_manual(&f, &present(E), false).action,
+            decide_manual(&f, &present(E), g).action,
             PreSend::Skip(Skip::StaleRead)
         );
         let on = Seen::Present(CloudHost {
@@ -1127,11 +1152,11 @@ mod tests {
             auto_renew: Some(RenewalStatus::AutoRenewal),
         });
         assert_eq!(
-            decide_manual(&facts(E), &on, false).action,
+            decide_manual(&facts(E), &on, g).action,
             PreSend::Skip(Skip::DoubleRenewRisk)
         );
         // Renewed elsewhere since the inventory was read: nothing paid, the inventory follows.
-        let d = decide_manual(&facts(E), &present(E1), false);
+        let d = decide_manual(&facts(E), &present(E1), g);
         assert_eq!(d.action, PreSend::Skip(Skip::RenewedMeanwhile));
         assert_eq!(
             (d.adopt, d.close_inventory_cycle),

@@ -15,7 +15,7 @@ use super::send::{self, Retry};
 use super::{Engine, EngineError, observe, record};
 use crate::domain::protocol::{
     AttemptKind, Closure, CycleFacts, NoticeKind, PreSend, PreSendDecision, Seen, Skip,
-    decide_manual, decide_pre_send,
+    ManualGuard, decide_manual, decide_pre_send,
 };
 use crate::domain::time::to_db;
 use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
@@ -34,6 +34,8 @@ pub(crate) struct Batch {
     pub(crate) parent: Option<i64>,
     /// A caller-chosen token (`renew --client-token`), used as given.
     pub(crate) token: Option<ClientToken>,
+    /// `renew --force`: a person lifted the window guards (recorded on the attempt).
+    pub(crate) force: bool,
 }
 
 pub(crate) async fn run(e: &Engine, p: &Arc<PassCtx>) -> Result<(), EngineError> {
@@ -60,6 +62,7 @@ pub(crate) async fn run(e: &Engine, p: &Arc<PassCtx>) -> Result<(), EngineError>
                 hosts,
                 parent: None,
                 token: None,
+                force: false,
             };
             hosts = rest;
             let (e, p, sem) = (e.clone(), p.clone(), sem.clone());
@@ -117,6 +120,7 @@ async fn retry_batches(e: &Engine, a: &Attempt, groups: Retry) -> Result<Vec<Bat
             hosts,
             parent: Some(a.attempt_id),
             token: None,
+            force: false,
         });
     }
     Ok(out)
@@ -159,6 +163,7 @@ async fn prepare(e: &Engine, p: &Arc<PassCtx>, b: &Batch) -> Result<Option<Attem
                     .collect(),
                 parent: b.parent,
                 token: None,
+                force: b.force,
             };
             let (more, _) = decide_batch(e, p, &sub, &again, &facts, false).await?;
             sends.extend(more);
@@ -199,7 +204,16 @@ async fn decide_batch(
         let takeover = cfg.takeover && allow_takeover;
         let d = match b.kind {
             AttemptKind::Scheduled => decide_pre_send(&f, &s, b.window, &cfg.schedule, takeover),
-            AttemptKind::Manual => decide_manual(&f, &s, takeover),
+            AttemptKind::Manual => decide_manual(
+                &f,
+                &s,
+                ManualGuard {
+                    now: e.now(),
+                    schedule: &cfg.schedule,
+                    takeover,
+                    force: b.force,
+                },
+            ),
         };
         let o = observation(p, h, &s, &d);
         match d.action {
@@ -283,9 +297,35 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
                 NoticeKind::NeedsAttention,
                 format!("the cloud shows {id} expiring at {}, a cycle already recorded as renewed: a stale answer; nothing is sent or changed, and it is read again next pass", to_db(cycle)),
             ));
+            skipped(p, id, Skip::StaleRead, "the cloud showed a cycle already recorded as renewed".into());
         }
         PreSend::Skip(Skip::AutoRenewUnknown) => {
             tracing::warn!(host_id = %id, "cloud-side auto-renew unknown; not sent now");
+            skipped(p, id, Skip::AutoRenewUnknown, "the cloud-side auto-renew status could not be read".into());
+        }
+        PreSend::Skip(Skip::NotInWindow) => {
+            let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
+            skipped(
+                p,
+                id,
+                Skip::NotInWindow,
+                format!(
+                    "expires {}: no window of this cycle is open yet (it was renewed already, or expires far ahead); --force pays anyway",
+                    to_db(cycle)
+                ),
+            );
+        }
+        PreSend::Skip(Skip::RenewedMeanwhile) => {
+            let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
+            skipped(
+                p,
+                id,
+                Skip::RenewedMeanwhile,
+                format!(
+                    "renewed elsewhere since the inventory was read: it now expires {}; run renew again (or --force) to pay for that cycle",
+                    to_db(cycle)
+                ),
+            );
         }
         _ => {}
     }
@@ -296,6 +336,16 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
         close,
         notices,
     }
+}
+
+fn skipped(p: &PassCtx, id: &HostId, reason: Skip, detail: String) {
+    p.with(|r| {
+        r.skipped.push(crate::engine::pass::SkippedHost {
+            host_id: id.to_string(),
+            reason,
+            detail,
+        })
+    });
 }
 
 async fn write_ahead(
@@ -337,6 +387,7 @@ async fn write_ahead(
         params: EcsClient::renew_params(&b.region, &ids, b.period, Some(&token)),
         parent: b.parent.or((lineage > 0).then_some(lineage)),
         hosts: sends,
+        forced: b.force,
     };
     match e.inner.store.write_ahead(actor.epoch(), new, e.now()).await {
         Ok(a) => {

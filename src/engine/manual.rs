@@ -21,7 +21,9 @@ impl Engine {
         ids: Vec<HostId>,
         period: Period,
         token: Option<ClientToken>,
+        force: bool,
     ) -> Result<PassReport, EngineError> {
+        self.check_clock()?;
         let now = self.now().trunc_subsecs(0);
         let p = PassCtx::new(self, now, Trigger::Manual, false).await?;
         let store = &self.inner.store;
@@ -73,6 +75,7 @@ impl Engine {
             hosts,
             parent: None,
             token,
+            force,
         };
         due::work(self, &p, batch).await?;
         p.finish(self).await

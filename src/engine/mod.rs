@@ -51,6 +51,10 @@ pub struct EngineConfig {
     /// Backoff between re-sends of one attempt: full jitter, doubling from `base` up to `cap`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// The clock may run ahead of the wall clock: a simulation against an emulator on the same
+    /// virtual time (tests, `demo`, `tick --virtual-clock`). Otherwise a pass whose clock is
+    /// ahead of the wall clock is refused: nothing is recorded in the future.
+    pub virtual_clock: bool,
 }
 
 impl EngineConfig {
@@ -66,6 +70,7 @@ impl EngineConfig {
             concurrency: 8,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(20),
+            virtual_clock: false,
         }
     }
 }
@@ -199,6 +204,20 @@ impl Engine {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// Refuses a clock ahead of the wall clock (beyond a minute), unless this is a simulation.
+    pub(crate) fn check_clock(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let wall = Utc::now();
+        if !self.inner.cfg.virtual_clock && now > wall + chrono::Duration::minutes(1) {
+            return Err(EngineError::Refused(format!(
+                "this pass runs at {}, ahead of the wall clock ({}); nothing is paid or recorded in the future (`tick --at` a future instant only with --dry-run)",
+                crate::domain::time::to_db(now),
+                crate::domain::time::to_db(wall)
+            )));
+        }
+        Ok(())
     }
 
     /// The window a pass run now belongs to.

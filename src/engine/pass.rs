@@ -15,6 +15,14 @@ use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::domain::time::to_db;
 use crate::store::{AttemptSummary, NoticeRow, WindowRun};
 
+/// A host a pass (or `renew`) did not send for.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedHost {
+    pub host_id: String,
+    pub reason: crate::domain::protocol::Skip,
+    pub detail: String,
+}
+
 /// What a pass did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassReport {
@@ -34,6 +42,8 @@ pub struct PassReport {
     pub lapsed: Vec<String>,
     pub gone: Vec<String>,
     pub skipped_double_renew: Vec<String>,
+    /// Hosts not sent for, and why (guards, stale reads, unknown state).
+    pub skipped: Vec<SkippedHost>,
     /// Hosts of attempts that are blocked: a person must settle them.
     pub blocked: Vec<String>,
     /// Hosts of attempts left undecided; resolved first on the next pass, same token.
@@ -228,6 +238,9 @@ impl Engine {
         let started = self.now();
         let window = self.inner.cfg.schedule.window_at_or_before(started);
         let p = PassCtx::new(self, window, trigger, dry_run).await?;
+        if !(dry_run || self.inner.actor.is_none()) {
+            self.check_clock()?;
+        }
         if dry_run || self.inner.actor.is_none() {
             let candidates = self.inner.store.candidates(window).await?;
             p.with(|r| {

@@ -59,6 +59,8 @@ pub struct NewAttempt<'a> {
     pub params: Vec<(String, String)>,
     pub parent: Option<i64>,
     pub hosts: Vec<(HostId, DateTime<Utc>)>,
+    /// A person forced it past the guards (`renew --force`).
+    pub forced: bool,
 }
 
 /// One send and what came back.
@@ -294,8 +296,8 @@ impl Store {
         let params = crate::ecs::sign::canonical_query(&a.params);
         let attempt_id: i64 = sqlx::query_scalar(
             "INSERT INTO attempts (kind, window_at, region_id, period, period_unit, client_token, params,
-                                   generation, parent_attempt_id, epoch, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING attempt_id",
+                                   generation, parent_attempt_id, epoch, forced, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING attempt_id",
         )
         .bind(a.kind.as_str())
         .bind(to_db(a.window_at))
@@ -306,6 +308,7 @@ impl Store {
         .bind(&params)
         .bind(a.parent)
         .bind(epoch.0)
+        .bind(i64::from(a.forced))
         .bind(to_db(now))
         .fetch_one(&mut *tx)
         .await

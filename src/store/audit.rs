@@ -25,7 +25,7 @@ impl Store {
         let sql = match kind {
             AuditKind::Attempts => "SELECT attempt_id, kind, window_at, host_id, cycle, region_id, period, period_unit,
                     client_token, sent_at, sends, finished_at, http_status, code, request_id, state, outcome,
-                    attempt_outcome, blocked_reason, expiry_before, expiry_after, epoch, params
+                    attempt_outcome, blocked_reason, expiry_before, expiry_after, epoch, forced, params
                  FROM v_attempts WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
                  ORDER BY attempt_id, host_id",
             AuditKind::Policies => "SELECT change_id, changed_at, host_id, old_renewal_status, old_duration, old_period_unit,

@@ -92,6 +92,7 @@ fn engine_config(c: &Config) -> EngineConfig {
     let mut e = EngineConfig::from_config(c);
     e.backoff_base = Duration::from_millis(10);
     e.backoff_cap = Duration::from_millis(100);
+    e.virtual_clock = true;
     e
 }
 
@@ -485,7 +486,7 @@ impl World {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.arg("--config")
             .arg(self.dir.path().join("sim.toml"))
-            .args(["tick", "--at", &ddh_renewd::domain::time::to_db(at)])
+            .args(["tick", "--virtual-clock", "--at", &ddh_renewd::domain::time::to_db(at)])
             .env_remove("DDH_RENEWD_CONFIG")
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_ACCESS_KEY_SECRET);

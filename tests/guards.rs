@@ -1,0 +1,91 @@
+//! Guards on the commands that spend money (issue 13): a pass in the future is refused without
+//! `--dry-run`; `renew` pays only inside the current cycle's windows, so the same `renew` twice
+//! pays once; `--force --yes` pays anyway, and the auditors' guarantee query flags it. The
+//! emulator runs on the wall clock here, and the hosts' expiries are set relative to it, so the
+//! tests hold whatever day they run.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::cloud::Cloud;
+use serde_json::json;
+
+fn ecs(t: chrono::DateTime<Utc>) -> String {
+    ddh_renewd::domain::time::to_ecs(t)
+}
+
+#[test]
+fn a_pass_in_the_future_is_refused_without_dry_run() {
+    let cloud = Cloud::start();
+    let env = cloud.env("");
+    let e = Utc::now() + Duration::days(40);
+    cloud.add(json!([{"DedicatedHostId": "dh-f", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": ecs(e)}]));
+    env.import(&format!(
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status\ndh-f,cn-hangzhou,{},PrePaid,AutoRenewal\n",
+        ecs(e)
+    ));
+    let at = ddh_renewd::domain::time::to_db(e - Duration::days(3));
+    let r = env.run(&["tick", "--at", &at]).expect(2);
+    assert!(r.stderr.contains("in the future") && r.stderr.contains("--dry-run"), "{}", r.stderr);
+    assert!(cloud.ledger().is_empty());
+    let runs = env.json(&["audit", "windows", "--json"]);
+    assert!(runs.as_array().unwrap().is_empty(), "nothing recorded: {runs}");
+    // The dry run may look ahead.
+    let dry = env.json(&["tick", "--at", &at, "--dry-run", "--json"]);
+    assert_eq!(dry["due"], json!(["dh-f"]), "{dry}");
+    assert!(cloud.ledger().is_empty());
+    // --virtual-clock is for an emulator only.
+    let remote = common::Env::with_config("[ecs]\nendpoint = \"https://ecs.example.com\"\n");
+    let r = remote.run(&["tick", "--virtual-clock", "--at", &at]).expect(2);
+    assert!(r.stderr.contains("loopback"), "{}", r.stderr);
+}
+
+#[test]
+fn the_same_renew_twice_pays_once_and_force_is_flagged() {
+    let cloud = Cloud::start();
+    let env = cloud.env("");
+    // Inside its windows now: expires in five days.
+    let e = Utc::now() + Duration::days(5);
+    cloud.add(json!([{"DedicatedHostId": "dh-r", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": ecs(e)}]));
+    env.import(&format!(
+        "dedicated_host_id,region_id,expired_time,charge_type\ndh-r,cn-hangzhou,{},PrePaid\n",
+        ecs(e)
+    ));
+    let renew = ["renew", "--region", "cn-hangzhou", "--ids", "dh-r", "--period", "1"];
+    env.run(&renew).expect(0);
+    assert_eq!(cloud.ledger_of("dh-r").len(), 1);
+    // Again: the new cycle has no window open; nothing is paid.
+    let r = env.run(&renew).expect(1);
+    assert!(
+        r.stdout.contains("no window of this cycle is open") && r.stderr.contains("not renewed"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(cloud.ledger_of("dh-r").len(), 1, "the second renew paid nothing");
+    // --force without --yes and without a terminal: refused, nothing paid.
+    let mut forced: Vec<&str> = renew.to_vec();
+    forced.push("--force");
+    let r = env.run(&forced).expect(2);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(cloud.ledger_of("dh-r").len(), 1);
+    // --force --yes pays, and the guarantee query of docs/audit.md flags it.
+    forced.push("--yes");
+    env.run(&forced).expect(0);
+    assert_eq!(cloud.ledger_of("dh-r").len(), 2);
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
+    let q6 = doc
+        .split("```sql\n")
+        .nth(6)
+        .and_then(|b| b.split("```").next())
+        .expect("query 6");
+    let out = std::process::Command::new("sqlite3")
+        .args(["-readonly", "-bail"])
+        .arg(&env.db)
+        .arg(q6)
+        .output()
+        .expect("sqlite3 CLI");
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && rows.contains("dh-r") && rows.contains("forced"), "{rows}");
+    assert_eq!(rows.lines().count(), 1, "only the forced payment: {rows}");
+}
