@@ -4,8 +4,20 @@ use clap::Parser;
 use ddh_renewd::cli::{self, Cli};
 use ddh_renewd::error::Error;
 
+/// Output piped into `head` and the like: die quietly on a closed pipe, as Unix tools do, instead
+/// of panicking on the failed write. Not for the daemon, whose stderr may be a pipe it outlives.
+fn default_sigpipe() {
+    // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, cli::Command::Run | cli::Command::Emulator(_)) {
+        default_sigpipe();
+    }
     // The demo prints its own timeline; everything else logs warnings (notices) by default.
     let default = match cli.command {
         cli::Command::Demo(_) => "error",
@@ -22,7 +34,10 @@ fn main() {
     match (cli.log_format, journald) {
         (cli::LogFormat::Json, _) => fmt.json().init(),
         (cli::LogFormat::Text, true) => fmt.without_time().with_ansi(false).init(),
-        (cli::LogFormat::Text, false) => fmt.init(),
+        // Colour only on a terminal: never escape codes in files and pipes.
+        (cli::LogFormat::Text, false) => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -89,3 +89,19 @@ fn the_same_renew_twice_pays_once_and_force_is_flagged() {
     assert!(out.status.success() && rows.contains("dh-r") && rows.contains("forced"), "{rows}");
     assert_eq!(rows.lines().count(), 1, "only the forced payment: {rows}");
 }
+
+/// `check-config` only sees that credentials are present; `--online` asks ECS and says what it
+/// answered: a wrong secret is a configuration error (exit 2), the right one reports ok.
+#[test]
+fn check_config_online_tells_a_wrong_secret() {
+    let cloud = Cloud::start();
+    let mut env = cloud.env("");
+    let r = env.run(&["check-config", "--online"]).expect(0);
+    assert!(r.stdout.contains("online: ok"), "{}", r.stdout);
+    env.set_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret");
+    let r = env.run(&["check-config"]).expect(0);
+    assert!(r.stdout.contains("credentials: ok"), "presence only: {}", r.stdout);
+    let r = env.run(&["check-config", "--online"]).expect(2);
+    assert!(r.stderr.contains("SignatureDoesNotMatch"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not-the-secret") && !r.stdout.contains("not-the-secret"));
+}

@@ -1,5 +1,6 @@
 //! `check-config`: validate the config and the credentials source, print the effective config
-//! with secrets redacted. Unusable credentials exit 2.
+//! with secrets redacted. Unusable credentials exit 2. `--online` also asks ECS: a wrong secret
+//! exits 2 with ECS's own error, an unreachable endpoint 1.
 
 use serde_json::json;
 
@@ -8,7 +9,33 @@ use crate::config::Config;
 use crate::ecs::credentials;
 use crate::error::{Error, Result};
 
-pub fn run(config: &Config, json: bool) -> Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Also make one read-only call (DescribeDedicatedHosts, one host, first region) and report
+    /// whether ECS accepts the credentials, or its exact error.
+    #[arg(long)]
+    pub online: bool,
+    /// Print JSON instead of TOML.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One read-only call: `Ok(RequestId)` or the error, classified.
+async fn online_check(config: &Config) -> std::result::Result<String, crate::ecs::EcsError> {
+    let client = super::sync::client(config).map_err(|e| crate::ecs::EcsError::Setup(e.to_string()))?;
+    let region = config.ecs.regions.first().cloned().unwrap_or_default();
+    let params = vec![
+        ("RegionId".to_owned(), region),
+        ("MaxResults".to_owned(), "1".to_owned()),
+    ];
+    let r: crate::ecs::models::DescribeDedicatedHostsResponse = client
+        .call_once("DescribeDedicatedHosts", &config.ecs.regions[0], &params)
+        .await?;
+    Ok(r.request_id)
+}
+
+pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
+    let json = args.json;
     let creds = credentials::load(&config.credentials, &|k| std::env::var(k).ok());
     let status = match &creds {
         Ok(c) => format!(
@@ -23,16 +50,43 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
         ),
         Err(e) => format!("NOT USABLE: {e}"),
     };
+    let online = match (&creds, args.online) {
+        (Ok(c), true) => Some(match online_check(config).await {
+            Ok(rid) => Ok(format!(
+                "ok: ECS accepted AccessKeyId {} in {} (DescribeDedicatedHosts, RequestId {rid})",
+                c.access_key_id, config.ecs.regions[0]
+            )),
+            Err(e) => Err(e),
+        }),
+        _ => None,
+    };
+    let online_text = online.as_ref().map(|o| match o {
+        Ok(t) => t.clone(),
+        Err(e) => format!("FAILED: {e}"),
+    });
     if json {
         let mut v = serde_json::to_value(config)
             .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
         v["credentials_status"] = json!(status);
+        if let Some(t) = &online_text {
+            v["online"] = json!(t);
+        }
         output::json(&v)?;
     } else {
         let text = toml::to_string_pretty(config)
             .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
         println!("# effective configuration (secrets redacted)\n{text}");
         println!("# credentials: {status}");
+        if let Some(t) = &online_text {
+            println!("# online: {t}");
+        }
+    }
+    if let Some(Err(e)) = online {
+        return Err(if e.class() == crate::ecs::ErrorClass::Configuration {
+            Error::Usage(format!("the credentials do not work: {e}"))
+        } else {
+            Error::Runtime(format!("cannot reach ECS: {e}"))
+        });
     }
     match creds {
         Ok(_) => Ok(()),

@@ -75,7 +75,7 @@ pub enum Command {
     /// Refresh the inventory from DescribeDedicatedHosts / DescribeDedicatedHostAutoRenew.
     Sync(sync::SyncArgs),
     /// Validate the config and print the effective values (secrets redacted).
-    CheckConfig(JsonFlag),
+    CheckConfig(config_cmd::CheckArgs),
     /// A self-contained run on embedded defaults: a sample fleet in a temporary database.
     Demo(demo::DemoArgs),
     /// Run the local ECS emulator (for tests, demos and staging).
@@ -125,7 +125,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Renew(args) => tick::renew(&config, &args).await,
         Command::Audit(cmd) => audit::run(&config, cmd).await,
         Command::Attempts(cmd) => attempts::run(&config, cmd).await,
-        Command::CheckConfig(flag) => config_cmd::run(&config, flag.json),
+        Command::CheckConfig(args) => config_cmd::run(&config, &args).await,
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))
         }
