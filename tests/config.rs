@@ -145,7 +145,7 @@ fn demo_runs_on_embedded_defaults() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(60));
     for want in [
         "sync: 30 hosts pulled",
-        "re-sends with the same ClientToken",
+        "with the same ClientToken",
         "failed dh-broke (InsufficientBalance)",
         "batch split",
         "LAPSED dh-broke",
@@ -178,4 +178,34 @@ fn demo_runs_on_embedded_defaults() {
         !dir.path().join("ddh-renewd.db").exists(),
         "demo must not write to the working directory"
     );
+}
+
+#[test]
+fn demo_is_the_same_for_a_seed_and_survives_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run_plain(&["demo", "--seed", "3"], &[], dir.path()).expect(0);
+    let b = run_plain(&["demo", "--seed", "3"], &[], dir.path()).expect(0);
+    assert_eq!(a.stdout, b.stdout, "byte for byte");
+    // `demo | head -1`: the reader goes away after one line.
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(common::bin())
+        .arg("demo")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("ddh-renewd demo"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // --keep-db keeps a database that the closing hint can be run on.
+    let kept = dir.path().join("kept.db");
+    let r = run_plain(&["demo", "--keep-db", kept.to_str().unwrap()], &[], dir.path()).expect(0);
+    assert!(kept.exists() && r.stdout.contains("kept.db"), "{}", r.stdout);
+    run_plain(&["demo", "--keep-db", kept.to_str().unwrap()], &[], dir.path()).expect(2);
 }

@@ -29,9 +29,12 @@ const DAYS: i64 = 15;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Seed for the injected faults.
+    /// Seed for the injected faults: the same seed prints the same output, byte for byte.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Keep the demo's database at this path (a new file) to query it afterwards.
+    #[arg(long, value_name = "PATH")]
+    pub keep_db: Option<std::path::PathBuf>,
 }
 
 fn runtime(e: impl std::fmt::Display) -> Error {
@@ -137,19 +140,34 @@ fn fleet() -> Vec<(
 pub async fn run(args: &DemoArgs) -> Result<()> {
     let wall = Instant::now();
     let dir = tempfile::tempdir().map_err(runtime)?;
-    let db = dir.path().join("demo.db");
+    let db = match &args.keep_db {
+        Some(p) if p.exists() => {
+            return Err(Error::Usage(format!(
+                "--keep-db {}: the file exists; name a new one",
+                p.display()
+            )));
+        }
+        Some(p) => p.clone(),
+        None => dir.path().join("demo.db"),
+    };
     let emu = Emulator::start(
         "127.0.0.1:0".parse().map_err(runtime)?,
         EmulatorConfig::test(),
     )
     .await
     .map_err(runtime)?;
-    let result = demo(&emu, &db, args.seed, wall).await;
+    let result = demo(&emu, &db, args.seed, wall, args.keep_db.is_some()).await;
     emu.stop().await;
     result
 }
 
-async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) -> Result<()> {
+async fn demo(
+    emu: &Emulator,
+    db: &std::path::Path,
+    seed: u64,
+    wall: Instant,
+    kept: bool,
+) -> Result<()> {
     let mut config = Config::default();
     config.database.path = db.to_owned();
     config.ecs.endpoint = emu.endpoint();
@@ -160,8 +178,8 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
     let start: DateTime<Utc> = crate::domain::time::parse_instant(START).map_err(runtime)?;
 
     println!(
-        "ddh-renewd demo: an in-process ECS emulator at {}, a temporary database, 15 virtual days.",
-        emu.endpoint()
+        "ddh-renewd demo: an in-process ECS emulator on loopback, {}, 15 virtual days.",
+        if kept { "a database you keep" } else { "a temporary database" }
     );
     println!(
         "Windows at {} {}, from {} days before expiry; faults on (seed {seed}).\n",
@@ -240,8 +258,10 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
     );
 
     let mut engine_cfg = EngineConfig::from_config(&config);
-    // The emulator and the engine share the demo's virtual days.
+    // The emulator and the engine share the demo's virtual days; one batch at a time, so that a
+    // seed always meets its faults in the same order.
     engine_cfg.virtual_clock = true;
+    engine_cfg.concurrency = 1;
     let engine = Engine::new(
         store.clone(),
         client.clone(),
@@ -271,9 +291,10 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
             ));
         }
         if sends > attempts as u64 {
-            parts.push(format!(
-                "{} re-sends with the same ClientToken",
-                sends - attempts as u64
+            parts.push(plural(
+                sends - attempts as u64,
+                "re-send with the same ClientToken",
+                "re-sends with the same ClientToken",
             ));
         }
         let failed: Vec<String> = r
@@ -291,8 +312,10 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         }
         let splits = r.attempts.iter().filter(|a| a.outcome == "split").count();
         if splits > 0 {
-            parts.push(format!(
-                "{splits} batch split(s) to isolate the failing host"
+            parts.push(plural(
+                splits as u64,
+                "batch split to isolate the failing host",
+                "batch splits to isolate the failing host",
             ));
         }
         if !r.already_renewed.is_empty() {
@@ -302,7 +325,7 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
             parts.push(format!("LAPSED {}", r.lapsed.join(", ")));
         }
         if r.notices > 0 {
-            parts.push(format!("{} notice(s)", r.notices));
+            parts.push(plural(r.notices as u64, "notice", "notices"));
         }
         if parts.is_empty() {
             parts.push("nothing due".into());
@@ -380,14 +403,30 @@ async fn demo(emu: &Emulator, db: &std::path::Path, seed: u64, wall: Instant) ->
         requests
     );
     engine.close().await;
-    println!(
-        "\ndone in {:.1} s. Query the same views on your own database: `sqlite3 -readonly ddh-renewd.db 'SELECT * FROM v_attempts'`.",
-        wall.elapsed().as_secs_f64()
-    );
+    if kept {
+        println!(
+            "\nQuery it: `sqlite3 -readonly {} 'SELECT * FROM v_attempts'` (or `--config` on it, e.g. `ddh-renewd audit attempts`).",
+            db.display()
+        );
+    } else {
+        println!(
+            "\nThe database was temporary; `demo --keep-db demo.db` keeps it to query with `sqlite3 -readonly demo.db 'SELECT * FROM v_attempts'`."
+        );
+    }
+    // Timing varies from run to run: on stderr, so that stdout is the same for a seed.
+    eprintln!("demo done in {:.1} s", wall.elapsed().as_secs_f64());
     if twice > 0 || !tokens_ok {
         return Err(Error::Runtime("demo: the exactly-once check failed".into()));
     }
     Ok(())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 fn short(ids: &[String]) -> String {

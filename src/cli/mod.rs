@@ -110,6 +110,11 @@ pub async fn open_store(config: &Config) -> Result<Store> {
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
+        Command::Demo(_) if cli.config.is_some() => {
+            return Err(Error::Usage(
+                "demo runs on embedded defaults; it takes no --config".into(),
+            ));
+        }
         Command::Demo(args) => return demo::run(args).await,
         Command::Emulator(args) => return emulator::run(args).await,
         _ => {}

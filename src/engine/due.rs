@@ -49,12 +49,11 @@ pub(crate) async fn run(e: &Engine, p: &Arc<PassCtx>) -> Result<(), EngineError>
             .push(h);
     }
     let size = e.inner.cfg.batch_size.clamp(1, MAX_PER_CALL);
-    let sem = Arc::new(Semaphore::new(e.inner.cfg.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut batches = Vec::new();
     for ((region, period), mut hosts) in groups {
         while !hosts.is_empty() {
             let rest = hosts.split_off(hosts.len().min(size));
-            let batch = Batch {
+            batches.push(Batch {
                 kind: AttemptKind::Scheduled,
                 window: p.window,
                 region: region.clone(),
@@ -63,14 +62,25 @@ pub(crate) async fn run(e: &Engine, p: &Arc<PassCtx>) -> Result<(), EngineError>
                 parent: None,
                 token: None,
                 force: false,
-            };
-            hosts = rest;
-            let (e, p, sem) = (e.clone(), p.clone(), sem.clone());
-            tasks.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                work(&e, &p, batch).await
             });
+            hosts = rest;
         }
+    }
+    if e.inner.cfg.concurrency <= 1 {
+        // One at a time, in order: a pass whose requests come in a repeatable order.
+        for b in batches {
+            work(e, p, b).await?;
+        }
+        return Ok(());
+    }
+    let sem = Arc::new(Semaphore::new(e.inner.cfg.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for batch in batches {
+        let (e, p, sem) = (e.clone(), p.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            work(&e, &p, batch).await
+        });
     }
     join_all(tasks).await
 }

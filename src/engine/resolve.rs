@@ -55,6 +55,11 @@ pub(crate) async fn resolve(
             }
         };
         for a in attempts {
+            if e.inner.cfg.concurrency <= 1 {
+                // One at a time, in order (a repeatable order of requests).
+                one(e, p, a, &seen).await?;
+                continue;
+            }
             let (e, p, sem, seen) = (e.clone(), p.clone(), sem.clone(), seen.clone());
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
