@@ -175,6 +175,35 @@ fn fifteen_days_at_eight_utc8() {
     };
     assert_eq!(state("dh-auto-1"), "renewed");
     assert_eq!(state("dh-never"), "lapsed");
+    // A scrape of /metrics after the fifteen days passes promtool's lint.
+    let text = cloud.rt.block_on(async {
+        let store = ddh_renewd::store::Store::open(&env.db, Default::default())
+            .await
+            .unwrap();
+        let mut config = ddh_renewd::config::Config::default();
+        config.ecs.endpoint = cloud.emu().endpoint();
+        let client = std::sync::Arc::new(
+            ddh_renewd::ecs::EcsClient::new(
+                &ddh_renewd::ecs::ClientOptions::from_config(&config.ecs),
+                ddh_renewd::ecs::Credentials::new(common::TEST_KEY_ID, common::TEST_SECRET),
+            )
+            .unwrap(),
+        );
+        let ops = ddh_renewd::ops::OpsState {
+            store: store.clone(),
+            health: std::sync::Arc::new(ddh_renewd::ops::Health::default()),
+            client,
+            schedule: Default::default(),
+            clock: std::sync::Arc::new(ddh_renewd::engine::SettableClock::new(
+                ddh_renewd::domain::time::parse_instant(&day(12)).unwrap(),
+            )),
+        };
+        let text = ddh_renewd::ops::metrics::render(&ops).await.unwrap();
+        store.close().await;
+        text
+    });
+    assert!(text.contains("ddh_renewd_attempt_hosts_total{outcome=\"renewed\"}"), "{text}");
+    common::promtool_check(&text);
 }
 
 #[test]

@@ -104,8 +104,8 @@ fn metrics_and_health_after_a_simulated_run() {
     );
     for want in [
         // Renewed: 2027-01-10T16:00Z; dh-m5 (never paid) still 2026-12-10T16:00Z.
-        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m0\",region=\"cn-hangzhou\"} 1799596800.0",
-        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m5\",region=\"cn-hangzhou\"} 1796918400.0",
+        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m0\",region=\"cn-hangzhou\",state=\"renewed\",policy=\"AutoRenewal\"} 1799596800",
+        "ddh_renewd_host_expiry_timestamp_seconds{host_id=\"dh-m5\",region=\"cn-hangzhou\",state=\"due\",policy=\"AutoRenewal\"} 1796918400",
         "ddh_renewd_attempt_hosts_total{outcome=\"renewed\"} 5",
         "ddh_renewd_attempt_hosts_total{outcome=\"failed\"} 1",
         "ddh_renewd_window_runs_total{trigger=\"tick\",result=\"failures\"} 1",
@@ -116,13 +116,19 @@ fn metrics_and_health_after_a_simulated_run() {
         "ddh_renewd_hosts{state=\"renewed\"} 5",
         "ddh_renewd_hosts{state=\"due\"} 1",
         "ddh_renewd_healthy 1",
+        "ddh_renewd_attempts_undecided{state=\"blocked\"} 0",
+        "ddh_renewd_api_requests_total{action=\"RenewDedicatedHosts\"}",
+        "ddh_renewd_api_errors_total{action=\"RenewDedicatedHosts\",code=\"InsufficientBalance\"}",
+        "ddh_renewd_api_request_duration_seconds_bucket{action=\"DescribeDedicatedHosts\",le=\"+Inf\"}",
+        "ddh_renewd_build_info{version=",
     ] {
         assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
     }
+    common::promtool_check(&text);
     // dh-m5 is still due: its latest window is today's, 2026-12-02 08:00 UTC+8.
     assert!(
         text.contains(
-            "ddh_renewd_host_next_window_timestamp_seconds{host_id=\"dh-m5\"} 1796169600.0"
+            "ddh_renewd_host_next_window_timestamp_seconds{host_id=\"dh-m5\",region=\"cn-hangzhou\"} 1796169600"
         ),
         "{text}"
     );

@@ -31,6 +31,21 @@ const USER_AGENT: &str = concat!("ddh-renewd/", env!("CARGO_PKG_VERSION"));
 /// Bound on pages per listing, so a server that repeats tokens cannot loop us forever.
 const MAX_PAGES: usize = 10_000;
 
+/// Upper bounds (seconds) of the request-latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// What one action's requests did, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ActionStats {
+    pub requests: u64,
+    /// Failed requests by code: the API's code, or `transport`, `timeout`, `malformed`,
+    /// `redirect`, `setup`.
+    pub errors: BTreeMap<String, u64>,
+    /// Requests at or under each of [`LATENCY_BUCKETS`].
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub seconds: f64,
+}
+
 /// Largest response body read; a bigger one is an error, not a reason to run out of memory.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
@@ -93,7 +108,7 @@ pub struct EcsClient {
     endpoint: Option<String>,
     limiter: Arc<Limiter>,
     retry: RetryPolicy,
-    calls: Mutex<BTreeMap<&'static str, u64>>,
+    stats: Mutex<BTreeMap<&'static str, ActionStats>>,
 }
 
 /// The official SDKs' endpoint map: `cn-hangzhou` is special, the rest follow the rule.
@@ -151,7 +166,7 @@ impl EcsClient {
             endpoint,
             limiter: Arc::new(Limiter::new(opts.quota_per_minute)),
             retry: opts.retry,
-            calls: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -161,7 +176,33 @@ impl EcsClient {
 
     /// Calls made so far, by action (every HTTP request, retries included).
     pub fn calls(&self) -> BTreeMap<&'static str, u64> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(a, s)| (*a, s.requests))
+            .collect()
+    }
+
+    /// Requests, errors and latency by action.
+    pub fn stats(&self) -> BTreeMap<&'static str, ActionStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, action: &'static str, took: Duration, error: Option<String>) {
+        let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.entry(action).or_default();
+        s.requests += 1;
+        let secs = took.as_secs_f64();
+        s.seconds += secs;
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(s.buckets.iter_mut()) {
+            if secs <= *bound {
+                *n += 1;
+            }
+        }
+        if let Some(code) = error {
+            *s.errors.entry(code).or_default() += 1;
+        }
     }
 
     pub fn quota_waits(&self) -> QuotaWaits {
@@ -182,12 +223,26 @@ impl EcsClient {
         params: &[(String, String)],
     ) -> Result<T, EcsError> {
         self.limiter.acquire(region, action).await;
-        *self
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(action)
-            .or_default() += 1;
+        let started = std::time::Instant::now();
+        let result = self.send(action, region, params).await;
+        let code = result.as_ref().err().map(|e| match e {
+            EcsError::Api { error, .. } => error.code.clone(),
+            EcsError::Transport { timeout: true, .. } => "timeout".to_owned(),
+            EcsError::Transport { .. } => "transport".to_owned(),
+            EcsError::Decode { .. } => "malformed".to_owned(),
+            EcsError::Redirected { .. } => "redirect".to_owned(),
+            EcsError::Setup(_) => "setup".to_owned(),
+        });
+        self.record(action, started.elapsed(), code);
+        result
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(String, String)],
+    ) -> Result<T, EcsError> {
 
         let query = sign::canonical_query(params);
         let url_text = format!("{}/?{query}", self.base_url(region));

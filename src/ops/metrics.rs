@@ -1,78 +1,90 @@
-//! `/metrics` in the Prometheus text format (prometheus-client), computed from the database at
-//! scrape time so the figures are exactly what the audit trail says.
+//! `/metrics` in the Prometheus text exposition format 0.0.4 (what `promtool check metrics`
+//! and every Prometheus accept under `text/plain; version=0.0.4`), computed at scrape time from
+//! the database and the client's counters, so the figures are what the audit trail says. Written
+//! directly: each family has HELP and TYPE, counters end in `_total`, labels are escaped, and the
+//! labels an alert needs are on the series (state, policy, region) so no join is needed.
 
-use std::sync::atomic::AtomicU64;
-
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-use sqlx::Row;
+use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use super::OpsState;
 use crate::domain::plan::{HostHistory, plan_host};
+use crate::ecs::client::LATENCY_BUCKETS;
 use crate::store::StoreError;
 
-type Labels = Vec<(String, String)>;
-type FGauge = Gauge<f64, AtomicU64>;
+/// The content type of the body [`render`] writes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+const PREFIX: &str = "ddh_renewd_";
 
-fn sql_err(e: sqlx::Error) -> StoreError {
-    StoreError::Sql {
-        context: "metrics",
-        message: e.to_string(),
+/// A metric family being written.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {PREFIX}{name} {help}");
+        let _ = writeln!(self.0, "# TYPE {PREFIX}{name} {kind}");
     }
-}
 
-/// A counter family from a `GROUP BY` query: `label_cols` name the grouping columns (used as
-/// labels), `n` is the count.
-async fn counted(
-    pool: &sqlx::SqlitePool,
-    sql: &'static str,
-    label_cols: &[&str],
-) -> Result<Family<Labels, Counter>, StoreError> {
-    let family = Family::<Labels, Counter>::default();
-    for row in sqlx::query(sql).fetch_all(pool).await.map_err(sql_err)? {
-        let mut l = Labels::with_capacity(label_cols.len());
-        for c in label_cols {
-            l.push((
-                (*c).to_owned(),
-                row.try_get::<String, _>(*c).map_err(sql_err)?,
-            ));
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(PREFIX);
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
         }
-        let n: i64 = row.try_get("n").map_err(sql_err)?;
-        family
-            .get_or_create(&l)
-            .inc_by(u64::try_from(n).unwrap_or(0));
+        let _ = writeln!(self.0, " {}", number(value));
     }
-    Ok(family)
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
 }
 
 pub async fn render(s: &OpsState) -> Result<String, StoreError> {
-    let now = s.clock.now();
-    let mut reg = Registry::with_prefix("ddh_renewd");
+    let mut o = Out(String::new());
+    hosts(s, &mut o).await?;
+    trail(s, &mut o).await?;
+    client(s, &mut o);
+    o.family("healthy", "gauge", "1 if /healthz is ok, else 0.");
+    let healthy = s.health.report(&s.store, &s.schedule, s.clock.now()).await.healthy;
+    o.sample("healthy", &[], f64::from(u8::from(healthy)));
+    o.family("build_info", "gauge", "Always 1; the labels say which build is running.");
+    o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    Ok(o.0)
+}
 
-    let expiry = Family::<Labels, FGauge>::default();
-    let next = Family::<Labels, FGauge>::default();
-    let hosts_by_state = Family::<Labels, Gauge>::default();
+/// Per-host series and per-state counts, with the state and policy on every host series.
+async fn hosts(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
+    let now = s.clock.now();
     let records = s.store.hosts(false).await?;
     let renewed = s.store.renewed_into_current_cycle().await?;
     let open = s.store.hosts_in_open_attempts().await?;
+    let mut expiry = Vec::with_capacity(records.len());
+    let mut next = Vec::new();
+    let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
     for r in &records {
         let id = r.host.id.as_str();
-        expiry
-            .get_or_create(&labels(&[("host_id", id), ("region", &r.host.region_id)]))
-            .set(r.host.expired_time.timestamp() as f64);
+        let policy = r.effective_policy();
         let p = plan_host(
             &r.host,
-            &r.effective_policy(),
+            &policy,
             &s.schedule,
             now,
             HostHistory {
@@ -80,116 +92,91 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
                 open_attempt: open.get(id).map(|(_, blocked)| *blocked),
             },
         );
+        expiry.push((id, &r.host.region_id, p.state.as_str(), policy.status.as_str(), r.host.expired_time));
         if let Some(w) = p.next_window {
-            next.get_or_create(&labels(&[("host_id", id)]))
-                .set(w.timestamp() as f64);
+            next.push((id, &r.host.region_id, w));
         }
-        hosts_by_state
-            .get_or_create(&labels(&[("state", p.state.as_str())]))
-            .inc();
+        *by_state.entry(p.state.as_str()).or_default() += 1;
     }
-    reg.register(
-        "host_expiry_timestamp_seconds",
-        "Current expiry of each host (Unix time)",
-        expiry,
-    );
-    reg.register(
-        "host_next_window_timestamp_seconds",
-        "Next (or due) renewal window of each managed host (Unix time)",
-        next,
-    );
-    reg.register("hosts", "Hosts in the inventory by state", hosts_by_state);
-    let undecided = Family::<Labels, Gauge>::default();
-    for state in ["open", "blocked"] {
-        let _ = undecided.get_or_create(&labels(&[("state", state)]));
+    o.family("host_expiry_timestamp_seconds", "gauge", "Current expiry of each host (Unix time), with its state, policy and region.");
+    for (id, region, state, policy, e) in expiry {
+        o.sample(
+            "host_expiry_timestamp_seconds",
+            &[("host_id", id), ("region", region), ("state", state), ("policy", policy)],
+            e.timestamp() as f64,
+        );
     }
-    let mut seen_attempts = std::collections::HashSet::new();
+    o.family("host_next_window_timestamp_seconds", "gauge", "Next (or due) renewal window of each managed host (Unix time).");
+    for (id, region, w) in next {
+        o.sample("host_next_window_timestamp_seconds", &[("host_id", id), ("region", region)], w.timestamp() as f64);
+    }
+    o.family("hosts", "gauge", "Hosts in the inventory by state.");
+    for (state, n) in by_state {
+        o.sample("hosts", &[("state", state)], n as f64);
+    }
+    let mut attempts: BTreeMap<bool, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for (attempt, blocked) in open.values() {
-        if seen_attempts.insert(*attempt) {
-            let state = if *blocked { "blocked" } else { "open" };
-            undecided.get_or_create(&labels(&[("state", state)])).inc();
+        attempts.entry(*blocked).or_default().insert(*attempt);
+    }
+    o.family("attempts_undecided", "gauge", "Renewal attempts without an outcome: open (resolved with their own ClientToken) or blocked (a person must settle them).");
+    for (state, blocked) in [("open", false), ("blocked", true)] {
+        let n = attempts.get(&blocked).map_or(0, |a| a.len());
+        o.sample("attempts_undecided", &[("state", state)], n as f64);
+    }
+    Ok(())
+}
+
+/// Counts from the audit trail.
+async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
+    let c = s.store.trail_counts().await?;
+    o.family("attempt_hosts_total", "counter", "Hosts of renewal attempts by outcome.");
+    for (outcome, n) in &c.attempt_hosts {
+        o.sample("attempt_hosts_total", &[("outcome", outcome)], *n as f64);
+    }
+    o.family("window_runs_total", "counter", "Window passes by trigger and result.");
+    for (trigger, result, n) in &c.window_runs {
+        o.sample("window_runs_total", &[("trigger", trigger), ("result", result)], *n as f64);
+    }
+    o.family("notices_total", "counter", "Notices recorded, by kind.");
+    for (kind, n) in &c.notices {
+        o.sample("notices_total", &[("kind", kind)], *n as f64);
+    }
+    o.family("last_successful_window_timestamp_seconds", "gauge", "Window of the last pass that ended ok (Unix time; 0 if none).");
+    let last = c
+        .last_ok_window
+        .and_then(|t| crate::domain::time::parse_instant(&t).ok())
+        .map_or(0.0, |t| t.timestamp() as f64);
+    o.sample("last_successful_window_timestamp_seconds", &[], last);
+    Ok(())
+}
+
+/// The client's own figures since the daemon started: quota waits, and per-API requests,
+/// errors and latency.
+fn client(s: &OpsState, o: &mut Out) {
+    let q = s.client.quota_waits();
+    o.family("quota_waits_total", "counter", "Calls that waited for the client-side quota.");
+    o.sample("quota_waits_total", &[], q.waits as f64);
+    o.family("quota_wait_seconds_total", "counter", "Time spent waiting for the client-side quota.");
+    o.sample("quota_wait_seconds_total", &[], q.waited_ms as f64 / 1000.0);
+    let stats = s.client.stats();
+    o.family("api_requests_total", "counter", "ECS API requests sent, by action (retries included).");
+    for (action, st) in &stats {
+        o.sample("api_requests_total", &[("action", action)], st.requests as f64);
+    }
+    o.family("api_errors_total", "counter", "ECS API requests that failed, by action and code (the API's code, or transport, timeout, malformed, redirect).");
+    for (action, st) in &stats {
+        for (code, n) in &st.errors {
+            o.sample("api_errors_total", &[("action", action), ("code", code)], *n as f64);
         }
     }
-    reg.register(
-        "attempts_undecided",
-        "Renewal attempts without an outcome: open (resolved with their own ClientToken) or blocked (a person must settle them)",
-        undecided,
-    );
-
-    let pool = s.store.pool();
-    reg.register(
-        "attempt_hosts",
-        "Hosts of renewal attempts by outcome",
-        counted(
-            pool,
-            "SELECT outcome, count(*) AS n FROM v_attempts GROUP BY outcome",
-            &["outcome"],
-        )
-        .await?,
-    );
-    reg.register(
-        "window_runs",
-        "Window passes by trigger and result",
-        counted(
-            pool,
-            "SELECT trigger, result, count(*) AS n FROM window_runs GROUP BY trigger, result",
-            &["trigger", "result"],
-        )
-        .await?,
-    );
-    reg.register(
-        "notices",
-        "Notices recorded by kind",
-        counted(
-            pool,
-            "SELECT kind, count(*) AS n FROM notices GROUP BY kind",
-            &["kind"],
-        )
-        .await?,
-    );
-    let last_ok: Option<String> =
-        sqlx::query_scalar("SELECT max(window_at) FROM window_runs WHERE result = 'ok'")
-            .fetch_one(pool)
-            .await
-            .map_err(sql_err)?;
-    let last_ok_g = FGauge::default();
-    last_ok_g.set(
-        last_ok
-            .and_then(|t| crate::domain::time::parse_instant(&t).ok())
-            .map_or(0.0, |t| t.timestamp() as f64),
-    );
-    reg.register(
-        "last_successful_window_timestamp_seconds",
-        "Window of the last pass that ended ok (Unix time; 0 if none)",
-        last_ok_g,
-    );
-
-    let q = s.client.quota_waits();
-    let waits = Counter::<u64>::default();
-    waits.inc_by(q.waits);
-    reg.register(
-        "quota_waits",
-        "Calls that waited for the client-side quota",
-        waits,
-    );
-    let waited = Counter::<f64, AtomicU64>::default();
-    waited.inc_by(q.waited_ms as f64 / 1000.0);
-    reg.register(
-        "quota_wait_seconds",
-        "Time spent waiting for the client-side quota",
-        waited,
-    );
-
-    let healthy = Gauge::<i64>::default();
-    healthy.set(i64::from(
-        s.health.report(&s.store, &s.schedule, now).await.healthy,
-    ));
-    reg.register("healthy", "1 if /healthz is ok", healthy);
-
-    let mut out = String::new();
-    encode(&mut out, &reg).map_err(|e| StoreError::Sql {
-        context: "metrics",
-        message: e.to_string(),
-    })?;
-    Ok(out)
+    o.family("api_request_duration_seconds", "histogram", "ECS API request latency, by action.");
+    for (action, st) in &stats {
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(st.buckets) {
+            let le = number(*bound);
+            o.sample("api_request_duration_seconds_bucket", &[("action", action), ("le", &le)], n as f64);
+        }
+        o.sample("api_request_duration_seconds_bucket", &[("action", action), ("le", "+Inf")], st.requests as f64);
+        o.sample("api_request_duration_seconds_sum", &[("action", action)], st.seconds);
+        o.sample("api_request_duration_seconds_count", &[("action", action)], st.requests as f64);
+    }
 }

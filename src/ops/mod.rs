@@ -50,10 +50,7 @@ pub async fn serve(
 async fn metrics_handler(State(s): State<OpsState>) -> Response {
     match metrics::render(&s).await {
         Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
             text,
         )
             .into_response(),

@@ -81,3 +81,46 @@ fn any_value(r: &sqlx::sqlite::SqliteRow, i: usize) -> serde_json::Value {
     }
     serde_json::Value::Null
 }
+
+/// What `/metrics` counts from the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct TrailCounts {
+    /// Host rows of attempts by outcome (`v_attempts.outcome`).
+    pub attempt_hosts: Vec<(String, i64)>,
+    /// Window passes by trigger and result.
+    pub window_runs: Vec<(String, String, i64)>,
+    /// Notices by kind.
+    pub notices: Vec<(String, i64)>,
+    /// The window of the last pass that ended ok.
+    pub last_ok_window: Option<String>,
+}
+
+impl Store {
+    pub async fn trail_counts(&self) -> Result<TrailCounts, StoreError> {
+        let e = StoreError::sql("counting the audit trail");
+        Ok(TrailCounts {
+            attempt_hosts: sqlx::query_as(
+                "SELECT outcome, count(*) FROM v_attempts GROUP BY outcome ORDER BY outcome",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(&e)?,
+            window_runs: sqlx::query_as(
+                "SELECT trigger, result, count(*) FROM window_runs GROUP BY trigger, result ORDER BY trigger, result",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(&e)?,
+            notices: sqlx::query_as("SELECT kind, count(*) FROM notices GROUP BY kind ORDER BY kind")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(&e)?,
+            last_ok_window: sqlx::query_scalar(
+                "SELECT max(window_at) FROM window_runs WHERE result = 'ok'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(&e)?,
+        })
+    }
+}

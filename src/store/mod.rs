@@ -30,7 +30,7 @@ pub use attempts::{
     AnswerRecord, Attempt, AttemptSummary, Epoch, Event, NewAttempt, NoticeRow, Observation,
     SettleError, Settled, UndecidedAttempt, Verdict, WindowRun, WriteAheadError,
 };
-pub use audit::AuditKind;
+pub use audit::{AuditKind, TrailCounts};
 pub use error::StoreError;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 

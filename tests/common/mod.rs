@@ -202,3 +202,41 @@ pub fn bulk_csv(n: usize) -> String {
     }
     s
 }
+
+/// `promtool check metrics` on a scrape: the lint Prometheus itself applies. promtool comes with
+/// Debian's `prometheus` package; `.ci/run` installs it and sets `DDH_REQUIRE_PROMTOOL=1`, so CI
+/// fails rather than skips when it is missing.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("DDH_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required here but cannot run: {e}"
+            );
+            eprintln!("promtool not installed ({e}); `apt-get install prometheus` to lint /metrics");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("promtool check metrics: ok");
+}
