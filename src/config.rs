@@ -49,6 +49,15 @@ struct RawConfig {
     credentials: RawCredentials,
     notify: RawNotify,
     metrics: RawMetrics,
+    sync: RawSync,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSync {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +120,20 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     pub notify: NotifyConfig,
     pub metrics: MetricsConfig,
+    pub sync: SyncConfig,
+}
+
+/// `sync` inside the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncConfig {
+    pub enabled: bool,
+    /// How often `run` syncs; it also syncs before a window when the last sync is older than
+    /// an hour.
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    /// `/healthz` is unhealthy when the last successful sync is older than this.
+    #[serde(serialize_with = "ser_duration")]
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -507,6 +530,18 @@ impl Config {
                 reminder_days,
             },
             metrics: MetricsConfig { listen },
+            sync: {
+                let s = raw.sync;
+                let interval = dur(s.interval, "6h", "sync.interval")?;
+                if interval < Duration::from_secs(1) {
+                    return Err(invalid("sync.interval", "must be at least 1s"));
+                }
+                SyncConfig {
+                    enabled: s.enabled.unwrap_or(true),
+                    interval,
+                    max_age: dur(s.max_age, "26h", "sync.max_age")?,
+                }
+            },
         })
     }
 }

@@ -30,7 +30,22 @@ enum Wake {
 pub struct SchedulerConfig {
     pub catch_up: bool,
     pub safety_interval: Duration,
+    /// Sync inside the daemon (`[sync]`), or `None`.
+    pub sync: Option<DaemonSync>,
 }
+
+/// What the daemon syncs, and how often.
+#[derive(Debug, Clone)]
+pub struct DaemonSync {
+    pub regions: Vec<String>,
+    pub takeover: bool,
+    pub interval: Duration,
+}
+
+/// A pass wants an inventory synced within this.
+const SYNC_BEFORE_PASS: Duration = Duration::from_secs(3600);
+/// One sync inside the daemon gives up after this.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -77,6 +92,12 @@ pub async fn run(
     // hangs, systemd notices.
     let wd_every = systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut wd = tokio::time::interval(wd_every);
+    let sync_every = cfg
+        .sync
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |s| s.interval);
+    let mut sync_tick = tokio::time::interval(sync_every);
+    sync_tick.tick().await;
     tokio::pin!(stop);
 
     systemd::ready(&format!(
@@ -86,7 +107,9 @@ pub async fn run(
     let ctx = Ctx {
         engine,
         health: &health,
+        sync: cfg.sync.as_ref(),
     };
+    ctx.sync_if_older(sync_every, &mut wd).await;
     if cfg.catch_up {
         ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
     }
@@ -97,6 +120,7 @@ pub async fn run(
             Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass(Trigger::Cron, true, &mut wd).await?; }
             _ = gap.tick(), if cfg.catch_up => { ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?; }
             _ = safety.tick() => { ctx.maybe_pass(Trigger::Safety, false, &mut wd).await?; }
+            _ = sync_tick.tick(), if ctx.sync.is_some() => { ctx.sync_if_older(sync_every, &mut wd).await; }
         }
         if shutdown.load(Ordering::SeqCst) {
             break;
@@ -112,9 +136,67 @@ pub async fn run(
 struct Ctx<'a> {
     engine: &'a Engine,
     health: &'a Health,
+    sync: Option<&'a DaemonSync>,
+}
+
+/// Awaits `work`, pinging the watchdog meanwhile.
+async fn watched<T>(work: impl Future<Output = T>, wd: &mut tokio::time::Interval) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = wd.tick() => systemd::watchdog(),
+        }
+    }
 }
 
 impl Ctx<'_> {
+    /// Syncs the inventory (under this daemon's lock) if the last successful sync is older than
+    /// `age`. A failure is logged and shows in `/healthz` once the inventory is too old; it never
+    /// stops the daemon.
+    async fn sync_if_older(&self, age: Duration, wd: &mut tokio::time::Interval) {
+        let Some(s) = self.sync else { return };
+        let store = self.engine.store();
+        let last = match store.last_sync().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read when the inventory was last synced");
+                return;
+            }
+        };
+        let fresh = last.is_some_and(|t| {
+            chrono::Utc::now() - t
+                < chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+        });
+        if fresh || self.engine.shutdown_handle().load(Ordering::SeqCst) {
+            return;
+        }
+        let work = crate::engine::sync::sync_and_record(
+            store,
+            self.engine.client(),
+            &s.regions,
+            s.takeover,
+            false,
+            "daemon",
+        );
+        match watched(tokio::time::timeout(SYNC_TIMEOUT, work), wd).await {
+            Ok(Ok(r)) => {
+                let seen: usize = r.regions.iter().map(|x| x.seen).sum();
+                tracing::info!(
+                    hosts = seen,
+                    regions = r.regions.len(),
+                    elapsed_ms = r.elapsed_ms as u64,
+                    "inventory synced"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "sync failed; the inventory is as it was"),
+            Err(_) => tracing::error!(
+                "sync did not finish within {} s; nothing of an unfinished region was applied",
+                SYNC_TIMEOUT.as_secs()
+            ),
+        }
+    }
+
     /// Runs a pass if the window needs one, pinging the watchdog while it runs. The cron and
     /// catch-up wake-ups act only on a window not yet run; the safety pass also acts on
     /// leftovers within a run window.
@@ -127,6 +209,8 @@ impl Ctx<'_> {
         if !self.engine.needs_pass(only_if_not_run).await? {
             return Ok(());
         }
+        // A pass decides on a fresh inventory: new hosts, releases, cloud-side auto-renew.
+        self.sync_if_older(SYNC_BEFORE_PASS, wd).await;
         let pass = self.engine.pass(trigger, false);
         tokio::pin!(pass);
         let r = loop {

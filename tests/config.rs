@@ -205,7 +205,21 @@ fn demo_is_the_same_for_a_seed_and_survives_a_closed_pipe() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     // --keep-db keeps a database that the closing hint can be run on.
     let kept = dir.path().join("kept.db");
-    let r = run_plain(&["demo", "--keep-db", kept.to_str().unwrap()], &[], dir.path()).expect(0);
-    assert!(kept.exists() && r.stdout.contains("kept.db"), "{}", r.stdout);
-    run_plain(&["demo", "--keep-db", kept.to_str().unwrap()], &[], dir.path()).expect(2);
+    let r = run_plain(
+        &["demo", "--keep-db", kept.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .expect(0);
+    assert!(
+        kept.exists() && r.stdout.contains("kept.db"),
+        "{}",
+        r.stdout
+    );
+    run_plain(
+        &["demo", "--keep-db", kept.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .expect(2);
 }

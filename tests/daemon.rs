@@ -204,3 +204,54 @@ fn sd_notify_ready_status_watchdog_stopping() {
         "STOPPING last: {got:?}"
     );
 }
+
+/// The daemon syncs by itself: at start, and every `[sync] interval`; new hosts arrive without a
+/// manual `sync`, and `/healthz` says when the inventory was last refreshed.
+#[test]
+fn the_daemon_syncs_the_inventory_itself() {
+    let cloud = Cloud::start();
+    let host = |id: &str| json!({"DedicatedHostId": id, "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": "2027-06-01T16:00Z"});
+    cloud.add(json!([host("dh-s1"), host("dh-s2")]));
+    let port = free_port();
+    let env = cloud.env(&format!(
+        "[schedule]\ncatch_up = false\n[sync]\ninterval = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:{port}\""
+    ));
+    let count = |env: &Env| {
+        env.json(&["hosts", "list", "--json"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let daemon = start(&env);
+    let t0 = Instant::now();
+    while count(&env) < 2 {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let log = stop(daemon);
+            panic!("the start-up sync did not happen:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cloud.add(json!([host("dh-s3")]));
+    while count(&env) < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the periodic sync did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let health = http_get(port, "/healthz");
+    stop(daemon);
+    let body = health.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let h: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {health}"));
+    assert!(h["last_sync"].is_string(), "{h}");
+}
+
+/// A plain HTTP/1.0 GET on loopback: status line, headers and body as text.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}

@@ -202,7 +202,10 @@ fn fifteen_days_at_eight_utc8() {
         store.close().await;
         text
     });
-    assert!(text.contains("ddh_renewd_attempt_hosts_total{outcome=\"renewed\"}"), "{text}");
+    assert!(
+        text.contains("ddh_renewd_attempt_hosts_total{outcome=\"renewed\"}"),
+        "{text}"
+    );
     common::promtool_check(&text);
 }
 
@@ -241,7 +244,14 @@ fn a_pass_twice_in_one_window_sends_nothing_twice_and_dry_run_sends_nothing() {
     cloud.add(cloud_fleet());
     let env = cloud.env("");
     env.import(FLEET);
-    let dry = env.json(&["tick", "--virtual-clock", "--at", &day(2), "--dry-run", "--json"]);
+    let dry = env.json(&[
+        "tick",
+        "--virtual-clock",
+        "--at",
+        &day(2),
+        "--dry-run",
+        "--json",
+    ]);
     assert_eq!(dry["due"], json!(["dh-auto-1", "dh-auto-2", "dh-never"]));
     assert!(cloud.ledger().is_empty(), "dry run sends nothing");
     tick(&cloud, &env, &day(2));
@@ -395,7 +405,9 @@ fn one_actor_per_database() {
             Default::default(),
         ))
         .unwrap();
-    let r = env.run(&["tick", "--virtual-clock", "--at", &day(2)]).expect(1);
+    let r = env
+        .run(&["tick", "--virtual-clock", "--at", &day(2)])
+        .expect(1);
     assert!(
         r.stderr.contains("already acting on")
             && r.stderr.contains(&std::process::id().to_string()),
@@ -404,7 +416,8 @@ fn one_actor_per_database() {
     );
     rt.block_on(store.close());
     drop(actor);
-    env.run(&["tick", "--virtual-clock", "--at", &day(2)]).expect(0);
+    env.run(&["tick", "--virtual-clock", "--at", &day(2)])
+        .expect(0);
 }
 
 /// Extracts the ```sql blocks of docs/audit.md and runs each with `sqlite3 -readonly` while a

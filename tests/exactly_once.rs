@@ -391,7 +391,13 @@ fn class8_the_local_clock_alone_lapses_nothing() {
     let env = cloud.env("");
     fleet(&cloud, &env, &[("dh-a", E, 1, "Month")]);
     cloud.set_clock(&at(10, "08:00"));
-    let r = env.json(&["tick", "--virtual-clock", "--at", &at(11, "09:00"), "--json"]);
+    let r = env.json(&[
+        "tick",
+        "--virtual-clock",
+        "--at",
+        &at(11, "09:00"),
+        "--json",
+    ]);
     assert!(r["lapsed"].as_array().unwrap().is_empty(), "{r}");
     // The clock back where it belongs.
     tick(&cloud, &env, &at(10, "08:30"));

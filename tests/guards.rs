@@ -26,17 +26,26 @@ fn a_pass_in_the_future_is_refused_without_dry_run() {
     ));
     let at = ddh_renewd::domain::time::to_db(e - Duration::days(3));
     let r = env.run(&["tick", "--at", &at]).expect(2);
-    assert!(r.stderr.contains("in the future") && r.stderr.contains("--dry-run"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("in the future") && r.stderr.contains("--dry-run"),
+        "{}",
+        r.stderr
+    );
     assert!(cloud.ledger().is_empty());
     let runs = env.json(&["audit", "windows", "--json"]);
-    assert!(runs.as_array().unwrap().is_empty(), "nothing recorded: {runs}");
+    assert!(
+        runs.as_array().unwrap().is_empty(),
+        "nothing recorded: {runs}"
+    );
     // The dry run may look ahead.
     let dry = env.json(&["tick", "--at", &at, "--dry-run", "--json"]);
     assert_eq!(dry["due"], json!(["dh-f"]), "{dry}");
     assert!(cloud.ledger().is_empty());
     // --virtual-clock is for an emulator only.
     let remote = common::Env::with_config("[ecs]\nendpoint = \"https://ecs.example.com\"\n");
-    let r = remote.run(&["tick", "--virtual-clock", "--at", &at]).expect(2);
+    let r = remote
+        .run(&["tick", "--virtual-clock", "--at", &at])
+        .expect(2);
     assert!(r.stderr.contains("loopback"), "{}", r.stderr);
 }
 
@@ -51,7 +60,15 @@ fn the_same_renew_twice_pays_once_and_force_is_flagged() {
         "dedicated_host_id,region_id,expired_time,charge_type\ndh-r,cn-hangzhou,{},PrePaid\n",
         ecs(e)
     ));
-    let renew = ["renew", "--region", "cn-hangzhou", "--ids", "dh-r", "--period", "1"];
+    let renew = [
+        "renew",
+        "--region",
+        "cn-hangzhou",
+        "--ids",
+        "dh-r",
+        "--period",
+        "1",
+    ];
     env.run(&renew).expect(0);
     assert_eq!(cloud.ledger_of("dh-r").len(), 1);
     // Again: the new cycle has no window open; nothing is paid.
@@ -62,7 +79,11 @@ fn the_same_renew_twice_pays_once_and_force_is_flagged() {
         r.stdout,
         r.stderr
     );
-    assert_eq!(cloud.ledger_of("dh-r").len(), 1, "the second renew paid nothing");
+    assert_eq!(
+        cloud.ledger_of("dh-r").len(),
+        1,
+        "the second renew paid nothing"
+    );
     // --force without --yes and without a terminal: refused, nothing paid.
     let mut forced: Vec<&str> = renew.to_vec();
     forced.push("--force");
@@ -73,7 +94,8 @@ fn the_same_renew_twice_pays_once_and_force_is_flagged() {
     forced.push("--yes");
     env.run(&forced).expect(0);
     assert_eq!(cloud.ledger_of("dh-r").len(), 2);
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
     let q6 = doc
         .split("```sql\n")
         .nth(6)
@@ -86,7 +108,10 @@ fn the_same_renew_twice_pays_once_and_force_is_flagged() {
         .output()
         .expect("sqlite3 CLI");
     let rows = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && rows.contains("dh-r") && rows.contains("forced"), "{rows}");
+    assert!(
+        out.status.success() && rows.contains("dh-r") && rows.contains("forced"),
+        "{rows}"
+    );
     assert_eq!(rows.lines().count(), 1, "only the forced payment: {rows}");
 }
 
@@ -100,7 +125,11 @@ fn check_config_online_tells_a_wrong_secret() {
     assert!(r.stdout.contains("online: ok"), "{}", r.stdout);
     env.set_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret");
     let r = env.run(&["check-config"]).expect(0);
-    assert!(r.stdout.contains("credentials: ok"), "presence only: {}", r.stdout);
+    assert!(
+        r.stdout.contains("credentials: ok"),
+        "presence only: {}",
+        r.stdout
+    );
     let r = env.run(&["check-config", "--online"]).expect(2);
     assert!(r.stderr.contains("SignatureDoesNotMatch"), "{}", r.stderr);
     assert!(!r.stderr.contains("not-the-secret") && !r.stdout.contains("not-the-secret"));

@@ -181,7 +181,13 @@ fn a_hostile_renewal_answer_decides_nothing_and_pays_once() {
         );
         // A healthy endpoint again: resolved with the same token, paid once.
         hostile.set(None);
-        env.json(&["tick", "--virtual-clock", "--at", "2026-12-03T09:00:00+08:00", "--json"]);
+        env.json(&[
+            "tick",
+            "--virtual-clock",
+            "--at",
+            "2026-12-03T09:00:00+08:00",
+            "--json",
+        ]);
         for i in 0..4 {
             let l = cloud.ledger_of(&format!("dh-h{i}"));
             assert_eq!(l.len(), 1, "{kind:?}: dh-h{i} paid once: {l:?}");
@@ -262,7 +268,13 @@ fn a_mass_disappearance_is_not_believed() {
             s.hosts.remove(&format!("dh-m{i}"));
         }
     });
-    let r = env.json(&["tick", "--virtual-clock", "--at", "2027-01-02T08:00:00+08:00", "--json"]);
+    let r = env.json(&[
+        "tick",
+        "--virtual-clock",
+        "--at",
+        "2027-01-02T08:00:00+08:00",
+        "--json",
+    ]);
     assert!(r["gone"].as_array().unwrap().is_empty(), "{r}");
     let n = env.json(&["audit", "notices", "--json"]);
     assert!(

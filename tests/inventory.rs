@@ -511,3 +511,22 @@ fn v_hosts_agrees_with_plan_now() {
         assert_eq!(plan_next, view_next, "{id}");
     }
 }
+
+/// Several commands opening a new database at once: the migrations run once, none fails.
+#[test]
+fn concurrent_first_opens_migrate_once() {
+    let env = Env::new();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            env.command(&["hosts", "list", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

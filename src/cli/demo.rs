@@ -179,7 +179,11 @@ async fn demo(
 
     println!(
         "ddh-renewd demo: an in-process ECS emulator on loopback, {}, 15 virtual days.",
-        if kept { "a database you keep" } else { "a temporary database" }
+        if kept {
+            "a database you keep"
+        } else {
+            "a temporary database"
+        }
     );
     println!(
         "Windows at {} {}, from {} days before expiry; faults on (seed {seed}).\n",

@@ -12,6 +12,7 @@ pub async fn run(config: &Config) -> Result<()> {
     let engine = super::tick::engine(config, Arc::new(SystemClock), true).await?;
     let store = engine.store().clone();
     let health = Arc::new(crate::ops::Health::default());
+    health.set_sync_max_age(config.sync.enabled.then_some(config.sync.max_age));
     let ops = crate::ops::OpsState {
         store: store.clone(),
         health: health.clone(),
@@ -57,6 +58,11 @@ pub async fn run(config: &Config) -> Result<()> {
     let cfg = SchedulerConfig {
         catch_up: config.schedule.catch_up,
         safety_interval: config.schedule.safety_interval,
+        sync: config.sync.enabled.then(|| scheduler::DaemonSync {
+            regions: config.ecs.regions.clone(),
+            takeover: config.ecs.takeover,
+            interval: config.sync.interval,
+        }),
     };
     let result = scheduler::run(&engine, cfg, health, stop).await;
     listener.abort();

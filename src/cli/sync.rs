@@ -1,12 +1,11 @@
 //! `sync`: refresh the inventory from ECS.
 
-use chrono::Utc;
 use clap::Args;
 
 use super::output;
 use crate::config::Config;
 use crate::ecs::{ClientOptions, EcsClient, credentials};
-use crate::engine::sync::{SyncError, sync};
+use crate::engine::sync::{SyncError, sync_and_record};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -41,13 +40,13 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
     };
     let client = client(config)?;
     let store = super::open_store(config).await?;
-    let work = sync(
+    let work = sync_and_record(
         &store,
         &client,
         &regions,
         config.ecs.takeover,
         args.allow_mass_release,
-        Utc::now,
+        "cli",
     );
     let result = tokio::time::timeout(args.timeout, work).await;
     store.close().await;

@@ -133,7 +133,8 @@ async fn confirm_forced(engine: &Engine, args: &RenewArgs) -> Result<()> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
-            "--force pays outside the guards; confirm with --yes (there is no terminal to ask on)".into(),
+            "--force pays outside the guards; confirm with --yes (there is no terminal to ask on)"
+                .into(),
         ));
     }
     let ids: Vec<HostId> = crate::domain::parse_id_list(&args.ids)
@@ -218,7 +219,13 @@ async fn renew_with(engine: &Engine, args: &RenewArgs) -> Result<PassReport> {
         records.iter().find(|r| &r.host.id == id).map(|r| &r.host)
     })?;
     engine
-        .renew_manual(&req.region_id, req.ids, req.period, req.client_token, args.force)
+        .renew_manual(
+            &req.region_id,
+            req.ids,
+            req.period,
+            req.client_token,
+            args.force,
+        )
         .await
         .map_err(|e| Error::Runtime(e.to_string()))
 }

@@ -1132,7 +1132,10 @@ mod tests {
             PreSend::Send(t(E))
         );
         let g = guard(t(W3), false);
-        assert_eq!(decide_manual(&facts(E), &present(E), g).action, PreSend::Send(t(E)));
+        assert_eq!(
+            decide_manual(&facts(E), &present(E), g).action,
+            PreSend::Send(t(E))
+        );
         // An expired host may be renewed by hand.
         let late = guard(t("2026-12-20T08:00:00+08:00"), false);
         assert_eq!(

@@ -243,7 +243,6 @@ impl EcsClient {
         region: &str,
         params: &[(String, String)],
     ) -> Result<T, EcsError> {
-
         let query = sign::canonical_query(params);
         let url_text = format!("{}/?{query}", self.base_url(region));
         let url = reqwest::Url::parse(&url_text)

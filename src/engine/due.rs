@@ -14,8 +14,8 @@ use super::pass::PassCtx;
 use super::send::{self, Retry};
 use super::{Engine, EngineError, observe, record};
 use crate::domain::protocol::{
-    AttemptKind, Closure, CycleFacts, NoticeKind, PreSend, PreSendDecision, Seen, Skip,
-    ManualGuard, decide_manual, decide_pre_send,
+    AttemptKind, Closure, CycleFacts, ManualGuard, NoticeKind, PreSend, PreSendDecision, Seen,
+    Skip, decide_manual, decide_pre_send,
 };
 use crate::domain::time::to_db;
 use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
@@ -307,11 +307,21 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
                 NoticeKind::NeedsAttention,
                 format!("the cloud shows {id} expiring at {}, a cycle already recorded as renewed: a stale answer; nothing is sent or changed, and it is read again next pass", to_db(cycle)),
             ));
-            skipped(p, id, Skip::StaleRead, "the cloud showed a cycle already recorded as renewed".into());
+            skipped(
+                p,
+                id,
+                Skip::StaleRead,
+                "the cloud showed a cycle already recorded as renewed".into(),
+            );
         }
         PreSend::Skip(Skip::AutoRenewUnknown) => {
             tracing::warn!(host_id = %id, "cloud-side auto-renew unknown; not sent now");
-            skipped(p, id, Skip::AutoRenewUnknown, "the cloud-side auto-renew status could not be read".into());
+            skipped(
+                p,
+                id,
+                Skip::AutoRenewUnknown,
+                "the cloud-side auto-renew status could not be read".into(),
+            );
         }
         PreSend::Skip(Skip::NotInWindow) => {
             let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);

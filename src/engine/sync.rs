@@ -45,6 +45,47 @@ impl SyncError {
     }
 }
 
+/// Syncs `regions` and records the run (`trigger`: `cli` or `daemon`) in `sync_runs`.
+pub async fn sync_and_record(
+    store: &Store,
+    client: &EcsClient,
+    regions: &[String],
+    takeover: bool,
+    allow_mass_release: bool,
+    trigger: &str,
+) -> Result<SyncReport, SyncError> {
+    let started = chrono::Utc::now();
+    let result = sync(
+        store,
+        client,
+        regions,
+        takeover,
+        allow_mass_release,
+        chrono::Utc::now,
+    )
+    .await;
+    let detail = match &result {
+        Ok(r) => {
+            let seen: usize = r.regions.iter().map(|x| x.seen).sum();
+            let added: usize = r.regions.iter().map(|x| x.added).sum();
+            let updated: usize = r.regions.iter().map(|x| x.updated).sum();
+            format!("{seen} hosts seen, {added} added, {updated} updated")
+        }
+        Err(e) => e.to_string(),
+    };
+    store
+        .record_sync_run(
+            started,
+            chrono::Utc::now(),
+            trigger,
+            regions,
+            result.is_ok(),
+            &detail,
+        )
+        .await?;
+    result
+}
+
 /// Syncs `regions`; with `takeover`, hosts at double-renew risk get their cloud-side auto-renew
 /// set to `Normal, AutoRenew=false` first (audited), instead of a notice alone.
 pub async fn sync(

@@ -23,6 +23,8 @@ pub struct Health {
 struct Inner {
     config_error: Option<String>,
     last_result: Option<(String, String)>,
+    /// With sync inside the daemon: the inventory may not be older than this.
+    sync_max_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +34,8 @@ pub struct HealthReport {
     pub reasons: Vec<String>,
     pub last_pass: Option<String>,
     pub next_window: String,
+    /// When the last successful sync finished.
+    pub last_sync: Option<String>,
 }
 
 impl Health {
@@ -40,6 +44,14 @@ impl Health {
         let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         i.last_result = Some((window.to_owned(), result.to_owned()));
         i.config_error = config_error.map(str::to_owned);
+    }
+
+    /// The daemon syncs: `/healthz` turns unhealthy when the last sync is older than `age`.
+    pub fn set_sync_max_age(&self, age: Option<std::time::Duration>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sync_max_age = age;
     }
 
     pub fn set_config_error(&self, e: Option<String>) {
@@ -55,9 +67,13 @@ impl Health {
         schedule: &Schedule,
         now: DateTime<Utc>,
     ) -> HealthReport {
-        let (config_error, last) = {
+        let (config_error, last, sync_max_age) = {
             let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            (i.config_error.clone(), i.last_result.clone())
+            (
+                i.config_error.clone(),
+                i.last_result.clone(),
+                i.sync_max_age,
+            )
         };
         let mut reasons = Vec::new();
         if let Some(e) = config_error {
@@ -69,6 +85,18 @@ impl Health {
                 Ok(true) => {}
                 Ok(false) => reasons.push(format!("missed window: {} was not run", to_db(window))),
                 Err(e) => reasons.push(format!("cannot read the database: {e}")),
+            }
+        }
+        let last_sync = store.last_sync().await.ok().flatten();
+        if let Some(max) = sync_max_age {
+            let max = Duration::from_std(max).unwrap_or(Duration::MAX);
+            match last_sync {
+                None => reasons.push("the inventory was never synced from the cloud".to_owned()),
+                Some(t) if now - t > max => reasons.push(format!(
+                    "the inventory was last synced at {}, longer ago than [sync] max_age",
+                    to_db(t)
+                )),
+                Some(_) => {}
             }
         }
         match store.undecided_attempts().await {
@@ -90,6 +118,7 @@ impl Health {
             status: if healthy { "ok" } else { "unhealthy" },
             reasons,
             last_pass: last.map(|(w, r)| format!("{w} {r}")),
+            last_sync: last_sync.map(to_db),
             next_window: to_db(schedule.next_window_instant(now)),
         }
     }

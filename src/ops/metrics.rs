@@ -63,9 +63,17 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     trail(s, &mut o).await?;
     client(s, &mut o);
     o.family("healthy", "gauge", "1 if /healthz is ok, else 0.");
-    let healthy = s.health.report(&s.store, &s.schedule, s.clock.now()).await.healthy;
+    let healthy = s
+        .health
+        .report(&s.store, &s.schedule, s.clock.now())
+        .await
+        .healthy;
     o.sample("healthy", &[], f64::from(u8::from(healthy)));
-    o.family("build_info", "gauge", "Always 1; the labels say which build is running.");
+    o.family(
+        "build_info",
+        "gauge",
+        "Always 1; the labels say which build is running.",
+    );
     o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
     Ok(o.0)
 }
@@ -92,23 +100,46 @@ async fn hosts(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
                 open_attempt: open.get(id).map(|(_, blocked)| *blocked),
             },
         );
-        expiry.push((id, &r.host.region_id, p.state.as_str(), policy.status.as_str(), r.host.expired_time));
+        expiry.push((
+            id,
+            &r.host.region_id,
+            p.state.as_str(),
+            policy.status.as_str(),
+            r.host.expired_time,
+        ));
         if let Some(w) = p.next_window {
             next.push((id, &r.host.region_id, w));
         }
         *by_state.entry(p.state.as_str()).or_default() += 1;
     }
-    o.family("host_expiry_timestamp_seconds", "gauge", "Current expiry of each host (Unix time), with its state, policy and region.");
+    o.family(
+        "host_expiry_timestamp_seconds",
+        "gauge",
+        "Current expiry of each host (Unix time), with its state, policy and region.",
+    );
     for (id, region, state, policy, e) in expiry {
         o.sample(
             "host_expiry_timestamp_seconds",
-            &[("host_id", id), ("region", region), ("state", state), ("policy", policy)],
+            &[
+                ("host_id", id),
+                ("region", region),
+                ("state", state),
+                ("policy", policy),
+            ],
             e.timestamp() as f64,
         );
     }
-    o.family("host_next_window_timestamp_seconds", "gauge", "Next (or due) renewal window of each managed host (Unix time).");
+    o.family(
+        "host_next_window_timestamp_seconds",
+        "gauge",
+        "Next (or due) renewal window of each managed host (Unix time).",
+    );
     for (id, region, w) in next {
-        o.sample("host_next_window_timestamp_seconds", &[("host_id", id), ("region", region)], w.timestamp() as f64);
+        o.sample(
+            "host_next_window_timestamp_seconds",
+            &[("host_id", id), ("region", region)],
+            w.timestamp() as f64,
+        );
     }
     o.family("hosts", "gauge", "Hosts in the inventory by state.");
     for (state, n) in by_state {
@@ -129,19 +160,46 @@ async fn hosts(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
 /// Counts from the audit trail.
 async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
     let c = s.store.trail_counts().await?;
-    o.family("attempt_hosts_total", "counter", "Hosts of renewal attempts by outcome.");
+    o.family(
+        "attempt_hosts_total",
+        "counter",
+        "Hosts of renewal attempts by outcome.",
+    );
     for (outcome, n) in &c.attempt_hosts {
         o.sample("attempt_hosts_total", &[("outcome", outcome)], *n as f64);
     }
-    o.family("window_runs_total", "counter", "Window passes by trigger and result.");
+    o.family(
+        "window_runs_total",
+        "counter",
+        "Window passes by trigger and result.",
+    );
     for (trigger, result, n) in &c.window_runs {
-        o.sample("window_runs_total", &[("trigger", trigger), ("result", result)], *n as f64);
+        o.sample(
+            "window_runs_total",
+            &[("trigger", trigger), ("result", result)],
+            *n as f64,
+        );
     }
     o.family("notices_total", "counter", "Notices recorded, by kind.");
     for (kind, n) in &c.notices {
         o.sample("notices_total", &[("kind", kind)], *n as f64);
     }
-    o.family("last_successful_window_timestamp_seconds", "gauge", "Window of the last pass that ended ok (Unix time; 0 if none).");
+    o.family(
+        "last_sync_timestamp_seconds",
+        "gauge",
+        "When the inventory was last synced from the cloud (Unix time; 0 if never).",
+    );
+    let synced = s
+        .store
+        .last_sync()
+        .await?
+        .map_or(0.0, |t| t.timestamp() as f64);
+    o.sample("last_sync_timestamp_seconds", &[], synced);
+    o.family(
+        "last_successful_window_timestamp_seconds",
+        "gauge",
+        "Window of the last pass that ended ok (Unix time; 0 if none).",
+    );
     let last = c
         .last_ok_window
         .and_then(|t| crate::domain::time::parse_instant(&t).ok())
@@ -154,29 +212,69 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
 /// errors and latency.
 fn client(s: &OpsState, o: &mut Out) {
     let q = s.client.quota_waits();
-    o.family("quota_waits_total", "counter", "Calls that waited for the client-side quota.");
+    o.family(
+        "quota_waits_total",
+        "counter",
+        "Calls that waited for the client-side quota.",
+    );
     o.sample("quota_waits_total", &[], q.waits as f64);
-    o.family("quota_wait_seconds_total", "counter", "Time spent waiting for the client-side quota.");
+    o.family(
+        "quota_wait_seconds_total",
+        "counter",
+        "Time spent waiting for the client-side quota.",
+    );
     o.sample("quota_wait_seconds_total", &[], q.waited_ms as f64 / 1000.0);
     let stats = s.client.stats();
-    o.family("api_requests_total", "counter", "ECS API requests sent, by action (retries included).");
+    o.family(
+        "api_requests_total",
+        "counter",
+        "ECS API requests sent, by action (retries included).",
+    );
     for (action, st) in &stats {
-        o.sample("api_requests_total", &[("action", action)], st.requests as f64);
+        o.sample(
+            "api_requests_total",
+            &[("action", action)],
+            st.requests as f64,
+        );
     }
     o.family("api_errors_total", "counter", "ECS API requests that failed, by action and code (the API's code, or transport, timeout, malformed, redirect).");
     for (action, st) in &stats {
         for (code, n) in &st.errors {
-            o.sample("api_errors_total", &[("action", action), ("code", code)], *n as f64);
+            o.sample(
+                "api_errors_total",
+                &[("action", action), ("code", code)],
+                *n as f64,
+            );
         }
     }
-    o.family("api_request_duration_seconds", "histogram", "ECS API request latency, by action.");
+    o.family(
+        "api_request_duration_seconds",
+        "histogram",
+        "ECS API request latency, by action.",
+    );
     for (action, st) in &stats {
         for (bound, n) in LATENCY_BUCKETS.iter().zip(st.buckets) {
             let le = number(*bound);
-            o.sample("api_request_duration_seconds_bucket", &[("action", action), ("le", &le)], n as f64);
+            o.sample(
+                "api_request_duration_seconds_bucket",
+                &[("action", action), ("le", &le)],
+                n as f64,
+            );
         }
-        o.sample("api_request_duration_seconds_bucket", &[("action", action), ("le", "+Inf")], st.requests as f64);
-        o.sample("api_request_duration_seconds_sum", &[("action", action)], st.seconds);
-        o.sample("api_request_duration_seconds_count", &[("action", action)], st.requests as f64);
+        o.sample(
+            "api_request_duration_seconds_bucket",
+            &[("action", action), ("le", "+Inf")],
+            st.requests as f64,
+        );
+        o.sample(
+            "api_request_duration_seconds_sum",
+            &[("action", action)],
+            st.seconds,
+        );
+        o.sample(
+            "api_request_duration_seconds_count",
+            &[("action", action)],
+            st.requests as f64,
+        );
     }
 }

@@ -49,11 +49,7 @@ pub async fn serve(
 
 async fn metrics_handler(State(s): State<OpsState>) -> Response {
     match metrics::render(&s).await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read the database: {e}\n"),

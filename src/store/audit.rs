@@ -124,3 +124,42 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Records a sync run (`trigger`: `cli` or `daemon`; `ok`, or the error in `detail`).
+    pub async fn record_sync_run(
+        &self,
+        started: chrono::DateTime<chrono::Utc>,
+        finished: chrono::DateTime<chrono::Utc>,
+        trigger: &str,
+        regions: &[String],
+        ok: bool,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        use crate::domain::time::to_db;
+        sqlx::query(
+            "INSERT INTO sync_runs (started_at, finished_at, trigger, regions, result, detail)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(to_db(started))
+        .bind(to_db(finished))
+        .bind(trigger)
+        .bind(regions.join(","))
+        .bind(if ok { "ok" } else { "failed" })
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::sql("recording the sync run"))?;
+        Ok(())
+    }
+
+    /// When the last successful sync finished, if ever.
+    pub async fn last_sync(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let t: Option<String> =
+            sqlx::query_scalar("SELECT max(finished_at) FROM sync_runs WHERE result = 'ok'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::sql("reading sync runs"))?;
+        Ok(t.and_then(|t| crate::domain::time::parse_instant(&t).ok()))
+    }
+}

@@ -115,7 +115,18 @@ impl Store {
     /// Opens (creating if missing) the database at `path`, applies migrations, and brings the
     /// stored windows in line with `schedule`.
     pub async fn open(path: &Path, schedule: Schedule) -> Result<Self, StoreError> {
-        Self::check_ours(path).await?;
+        let pending = Self::check_ours(path).await?;
+        // sqlx's SQLite migrator takes no lock across processes: two commands opening a new or
+        // just-upgraded database at once would both apply a migration. Pending migrations run
+        // under an exclusive lock on a side file, held only while they run.
+        let _migrating = if pending {
+            let lock = migration_lock(path).await?;
+            // Under the lock: what another opener did meanwhile is done; look again.
+            Self::check_ours(path).await?;
+            Some(lock)
+        } else {
+            None
+        };
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -138,11 +149,12 @@ impl Store {
     }
 
     /// Refuses, without writing anything, a file that holds another application's database: it
-    /// has tables but no migrations of ours, or migrations this version does not know.
-    async fn check_ours(path: &Path) -> Result<(), StoreError> {
+    /// has tables but no migrations of ours, or migrations this version does not know. `true` if
+    /// migrations are pending (a new database included).
+    async fn check_ours(path: &Path) -> Result<bool, StoreError> {
         use sqlx::ConnectOptions;
         if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
-            return Ok(());
+            return Ok(true);
         }
         let not_ours = |why: String| StoreError::NotOurs {
             path: path.to_owned(),
@@ -161,7 +173,7 @@ impl Store {
         .await
         .map_err(|e| StoreError::open(path, &e))?;
         let verdict = if tables.is_empty() {
-            Ok(())
+            Ok(true)
         } else if !tables.iter().any(|t| t == "_sqlx_migrations") {
             let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
             Err(not_ours(format!(
@@ -179,10 +191,8 @@ impl Store {
                 Some(v) => Err(not_ours(format!(
                     "it has migration {v}, which this version of ddh-renewd does not know (a newer version, or another application)"
                 ))),
-                None if !tables.iter().any(|t| t == "hosts") => Err(not_ours(
-                    "it has sqlx migrations but no hosts table".to_owned(),
-                )),
-                None => Ok(()),
+                // Another process may be applying the first migration right now: pending.
+                None => Ok(versions.len() < ours.len() || !tables.iter().any(|t| t == "hosts")),
             }
         };
         let _ = sqlx::Connection::close(conn).await;
@@ -1044,6 +1054,29 @@ async fn write_policies(
             .map_err(StoreError::sql("recording policy changes"))?;
     }
     Ok(())
+}
+
+/// An exclusive lock on `<database>-migrate.lock`, waited for (migrations are quick).
+async fn migration_lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-migrate.lock");
+    let path = std::path::PathBuf::from(name);
+    let io = |e: std::io::Error| StoreError::Open {
+        path: path.clone(),
+        message: format!("cannot lock for migrations: {e}"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?
+        .map_err(io)?;
+    Ok(file)
 }
 
 /// The first and last window of the cycle ending at `expiry`, in storage form.

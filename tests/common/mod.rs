@@ -221,7 +221,9 @@ pub fn promtool_check(text: &str) {
                 std::env::var_os("DDH_REQUIRE_PROMTOOL").is_none(),
                 "promtool is required here but cannot run: {e}"
             );
-            eprintln!("promtool not installed ({e}); `apt-get install prometheus` to lint /metrics");
+            eprintln!(
+                "promtool not installed ({e}); `apt-get install prometheus` to lint /metrics"
+            );
             return;
         }
     };

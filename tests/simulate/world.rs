@@ -486,7 +486,12 @@ impl World {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.arg("--config")
             .arg(self.dir.path().join("sim.toml"))
-            .args(["tick", "--virtual-clock", "--at", &ddh_renewd::domain::time::to_db(at)])
+            .args([
+                "tick",
+                "--virtual-clock",
+                "--at",
+                &ddh_renewd::domain::time::to_db(at),
+            ])
             .env_remove("DDH_RENEWD_CONFIG")
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_ACCESS_KEY_SECRET);
