@@ -134,3 +134,61 @@ fn check_config_online_tells_a_wrong_secret() {
     assert!(r.stderr.contains("SignatureDoesNotMatch"), "{}", r.stderr);
     assert!(!r.stderr.contains("not-the-secret") && !r.stdout.contains("not-the-secret"));
 }
+
+/// `tick --dry-run` runs the real pass up to the send: the same hosts, batches and ClientTokens
+/// the real pass then sends; `--offline` needs neither the cloud nor credentials; and a dry run
+/// creates no database.
+#[test]
+fn the_dry_run_plans_exactly_what_the_pass_sends() {
+    let cloud = Cloud::start();
+    let env = cloud.env("batch_size = 2\n");
+    let e = Utc::now() + Duration::days(5);
+    let mut csv =
+        String::from("dedicated_host_id,region_id,expired_time,charge_type,renewal_status\n");
+    let mut hosts = Vec::new();
+    for i in 0..5 {
+        hosts.push(json!({"DedicatedHostId": format!("dh-d{i}"), "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": ecs(e)}));
+        csv.push_str(&format!(
+            "dh-d{i},cn-hangzhou,{},PrePaid,AutoRenewal\n",
+            ecs(e)
+        ));
+    }
+    // One on cloud-side auto-renew: neither run sends for it.
+    hosts.push(json!({"DedicatedHostId": "dh-d9", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": ecs(e), "RenewalStatus": "AutoRenewal"}));
+    csv.push_str(&format!(
+        "dh-d9,cn-hangzhou,{},PrePaid,AutoRenewal\n",
+        ecs(e)
+    ));
+    cloud.add(serde_json::Value::Array(hosts));
+    let missing = env.run(&["tick", "--dry-run"]).expect(2);
+    assert!(missing.stderr.contains("no database"), "{}", missing.stderr);
+    assert!(!env.db.exists(), "a dry run creates nothing");
+    env.import(&csv);
+    let dry = env.json(&["tick", "--dry-run", "--json"]);
+    let planned: std::collections::BTreeSet<&str> = dry["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["client_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned.len(), 3, "5 hosts in batches of 2: {dry}");
+    assert_eq!(dry["skipped_double_renew"], json!(["dh-d9"]), "{dry}");
+    assert!(cloud.ledger().is_empty(), "the dry run sent nothing");
+    let real = env.json(&["tick", "--json"]);
+    let sent: std::collections::BTreeSet<&str> = real["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["client_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, sent, "the same requests, the same tokens");
+    assert_eq!(dry["due"], real["due"]);
+    // Offline: the database alone, no credentials.
+    let r = env
+        .command(&["tick", "--dry-run", "--offline"])
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}

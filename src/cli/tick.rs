@@ -20,9 +20,14 @@ pub struct TickArgs {
     /// The instant the pass runs at (RFC 3339); default now. Signatures still use the real time.
     #[arg(long, value_parser = super::parse_at)]
     pub at: Option<DateTime<Utc>>,
-    /// Show what is due; send and write nothing.
+    /// Run the pass up to the send — read the cloud, decide, build the batches and ClientTokens —
+    /// and show the requests it would send; write and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: the database alone (no cloud read, no credentials); shows the hosts the
+    /// pass would look at, not the requests.
+    #[arg(long, requires = "dry_run")]
+    pub offline: bool,
     /// The endpoint is an emulator whose clock is set to --at (tests, staging): allow an --at
     /// ahead of the wall clock. Refused unless [ecs] endpoint is on loopback.
     #[arg(long)]
@@ -102,10 +107,23 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
             output::zoned(at, config.schedule.timezone)
         )));
     }
+    if args.dry_run && !config.database.path.exists() {
+        return Err(Error::Usage(format!(
+            "no database at {}: nothing to plan (a dry run creates nothing; `hosts import` or `sync` first)",
+            config.database.path.display()
+        )));
+    }
     let clock: Arc<dyn Clock> = match args.at {
         Some(at) => Arc::new(OffsetClock::starting_at(at)),
         None => Arc::new(SystemClock),
     };
+    if args.offline {
+        let engine = offline_engine(config, clock).await?;
+        let result = engine.plan_offline().await;
+        engine.close().await;
+        let report = result.map_err(|e| Error::Runtime(e.to_string()))?;
+        return print(&report, config, args.json);
+    }
     let engine = engine_with(config, clock, !args.dry_run, args.virtual_clock).await?;
     let result = engine.pass(Trigger::Tick, args.dry_run).await;
     engine.close().await;
@@ -115,6 +133,23 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
         Some(e) => Err(Error::Usage(format!("configuration error: {e}"))),
         None => Ok(()),
     }
+}
+
+/// An engine for `--offline`: the store only; its client is never called, so no credentials.
+async fn offline_engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
+    let client = crate::ecs::EcsClient::new(
+        &crate::ecs::ClientOptions::from_config(&config.ecs),
+        crate::ecs::Credentials::new("offline", "offline"),
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let store = super::open_store(config).await?;
+    Ok(Engine::new(
+        store,
+        Arc::new(client),
+        EngineConfig::from_config(config),
+        clock,
+        None,
+    ))
 }
 
 /// `[ecs] endpoint` names a loopback host (an emulator).
@@ -252,6 +287,24 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     );
     if r.dry_run && !r.due.is_empty() {
         println!("  due: {}", r.due.join(", "));
+    }
+    for a in &r.planned {
+        let hosts: Vec<String> = a.hosts.iter().map(|(h, c)| format!("{h}@{c}")).collect();
+        println!(
+            "  would send RenewDedicatedHosts {} {} [{}] ClientToken {}",
+            a.region_id,
+            a.period,
+            hosts.join(", "),
+            a.client_token
+        );
+    }
+    for a in &r.planned_resends {
+        println!(
+            "  would re-send attempt {} ClientToken {} [{}] (the recorded request, byte for byte)",
+            a.attempt_id,
+            a.client_token,
+            a.hosts.join(", ")
+        );
     }
     for (label, list) in [("resolved", &r.resolved), ("attempt", &r.attempts)] {
         for a in list {

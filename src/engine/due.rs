@@ -153,7 +153,14 @@ async fn prepare(e: &Engine, p: &Arc<PassCtx>, b: &Batch) -> Result<Option<Attem
     let refs: Vec<&HostRecord> = b.hosts.iter().collect();
     let facts = e.inner.store.cycle_facts(&refs, b.window).await?;
     let (mut sends, takeovers) = decide_batch(e, p, b, &seen, &facts, true).await?;
-    if !takeovers.is_empty() {
+    if p.dry {
+        // Taken over first, then read again and sent: planned as sends for the cycle read now.
+        for id in &takeovers {
+            if let Some(Seen::Present(c)) = seen.get(id) {
+                sends.push((id.clone(), c.expiry));
+            }
+        }
+    } else if !takeovers.is_empty() {
         // Cloud-side auto-renew switched off first; then read again before paying.
         take_over(e, &b.region, &takeovers).await?;
         let again = observe::read(&e.inner.client, p, &b.region, &takeovers, true)
@@ -233,12 +240,14 @@ async fn decide_batch(
         }
         obs.push(o);
     }
-    let n: usize = obs.iter().map(|o| o.notices.len()).sum();
-    e.inner
-        .store
-        .apply_observations(b.window, &obs, e.now())
-        .await?;
-    p.with(|r| r.notices += n);
+    if !p.dry {
+        let n: usize = obs.iter().map(|o| o.notices.len()).sum();
+        e.inner
+            .store
+            .apply_observations(b.window, &obs, e.now())
+            .await?;
+        p.with(|r| r.notices += n);
+    }
     Ok((sends, takeovers))
 }
 
@@ -375,9 +384,6 @@ async fn write_ahead(
     sends: Vec<(HostId, DateTime<Utc>)>,
     facts: &Facts,
 ) -> Result<Option<Attempt>, EngineError> {
-    let Some(actor) = &e.inner.actor else {
-        return Ok(None);
-    };
     // Lineage: the split parent, else the latest attempt of this window on these cycles (a
     // settled one), so that a new attempt never reuses a token.
     let lineage = b.parent.unwrap_or_else(|| {
@@ -398,6 +404,26 @@ async fn write_ahead(
         )
     });
     let ids: Vec<HostId> = sends.iter().map(|(id, _)| id.clone()).collect();
+    if p.dry {
+        let params = EcsClient::renew_params(&b.region, &ids, b.period, Some(&token));
+        p.with(|r| {
+            r.due.extend(ids.iter().map(ToString::to_string));
+            r.planned.push(crate::engine::pass::PlannedAttempt {
+                region_id: b.region.clone(),
+                period: b.period.to_string(),
+                hosts: sends
+                    .iter()
+                    .map(|(h, c)| (h.to_string(), to_db(*c)))
+                    .collect(),
+                client_token: token.to_string(),
+                params: crate::ecs::sign::canonical_query(&params),
+            })
+        });
+        return Ok(None);
+    }
+    let Some(actor) = &e.inner.actor else {
+        return Ok(None);
+    };
     let new = NewAttempt {
         kind: b.kind,
         window_at: b.window,

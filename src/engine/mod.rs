@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 
 pub use clock::{Clock, OffsetClock, SettableClock, SystemClock};
 pub use lock::{ActorLock, LockError};
-pub use pass::PassReport;
+pub use pass::{PassReport, PlannedAttempt, PlannedResend, SkippedHost};
 
 use crate::domain::Schedule;
 use crate::ecs::EcsClient;

@@ -15,6 +15,26 @@ use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::domain::time::to_db;
 use crate::store::{AttemptSummary, NoticeRow, WindowRun};
 
+/// A request a dry run would send: a new attempt as it would be written ahead.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedAttempt {
+    pub region_id: String,
+    pub period: String,
+    /// Hosts with the cycle (the cloud's expiry) each would pay for, in request order.
+    pub hosts: Vec<(String, String)>,
+    pub client_token: String,
+    /// The exact request parameters (canonical query form), as they would be recorded.
+    pub params: String,
+}
+
+/// An open attempt a dry run would re-send, byte for byte.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedResend {
+    pub attempt_id: i64,
+    pub client_token: String,
+    pub hosts: Vec<String>,
+}
+
 /// A host a pass (or `renew`) did not send for.
 #[derive(Debug, Clone, Serialize)]
 pub struct SkippedHost {
@@ -50,6 +70,11 @@ pub struct PassReport {
     pub undecided: Vec<String>,
     /// Attempts written ahead by this pass.
     pub attempts: Vec<AttemptSummary>,
+    /// Dry run: the new attempts the pass would write ahead and send (first sends; a refusal
+    /// could split them further).
+    pub planned: Vec<PlannedAttempt>,
+    /// Dry run: the open attempts the pass would re-send.
+    pub planned_resends: Vec<PlannedResend>,
     pub notices: usize,
     pub config_error: Option<String>,
     /// Attempts left without an outcome (open or blocked) at the end of the pass.
@@ -71,6 +96,8 @@ impl PassReport {
 /// State shared by the tasks of one pass.
 pub(crate) struct PassCtx {
     pub(crate) window: DateTime<Utc>,
+    /// A dry run: read and decide as the real pass would, write and send nothing.
+    pub(crate) dry: bool,
     /// The in-window retry budget of this pass ends here.
     pub(crate) deadline: Instant,
     /// A configuration error or a lost epoch: nothing more is sent in this pass.
@@ -94,6 +121,7 @@ impl PassCtx {
     ) -> Result<Arc<Self>, EngineError> {
         let managed = e.inner.store.managed_per_region().await?;
         Ok(Arc::new(Self {
+            dry: dry_run,
             managed,
             gone: Mutex::new(HashMap::new()),
             suspects: Mutex::new(HashMap::new()),
@@ -190,7 +218,11 @@ impl PassCtx {
                 ),
             })
             .collect();
-        let n = store.notices_now(&rows, e.now()).await?;
+        let n = if self.dry {
+            0
+        } else {
+            store.notices_now(&rows, e.now()).await?
+        };
         self.with(|r| r.notices += n);
         let attempts = store.attempt_summaries(&written).await?;
         let resolved = store.attempt_summaries(&worked).await?;
@@ -218,6 +250,16 @@ impl PassCtx {
 }
 
 impl Engine {
+    /// What the database alone says a pass would look at (`tick --dry-run --offline`): no cloud
+    /// read, so no batches or tokens.
+    pub async fn plan_offline(&self) -> Result<PassReport, EngineError> {
+        let window = self.current_window();
+        let p = PassCtx::new(self, window, Trigger::Tick, true).await?;
+        let candidates = self.inner.store.candidates(window).await?;
+        p.with(|r| r.due = candidates.iter().map(|h| h.host.id.to_string()).collect());
+        p.finish(self).await
+    }
+
     /// Does the window a pass run now belongs to still need a pass: not run yet, or (for the
     /// safety pass) hosts to look at, or attempts without an outcome?
     pub async fn needs_pass(&self, only_if_not_run: bool) -> Result<bool, EngineError> {
@@ -232,26 +274,23 @@ impl Engine {
         Ok(!store.candidates(window).await?.is_empty() || !store.open_attempts().await?.is_empty())
     }
 
-    /// Runs one pass over the current window. `dry_run` reads the database only and reports
-    /// the hosts a pass would look at; it writes and sends nothing.
+    /// Runs one pass over the current window. A `dry_run` reads the cloud, decides and builds
+    /// the batches and tokens exactly as the real pass would, and stops before anything is
+    /// written or sent (`PassReport::planned`).
     pub async fn pass(&self, trigger: Trigger, dry_run: bool) -> Result<PassReport, EngineError> {
         let started = self.now();
         let window = self.inner.cfg.schedule.window_at_or_before(started);
-        let p = PassCtx::new(self, window, trigger, dry_run).await?;
-        if !(dry_run || self.inner.actor.is_none()) {
+        let dry = dry_run || self.inner.actor.is_none();
+        let p = PassCtx::new(self, window, trigger, dry).await?;
+        if !dry {
             self.check_clock()?;
-        }
-        if dry_run || self.inner.actor.is_none() {
-            let candidates = self.inner.store.candidates(window).await?;
-            p.with(|r| {
-                r.dry_run = true;
-                r.due = candidates.iter().map(|h| h.host.id.to_string()).collect();
-            });
-            return p.finish(self).await;
         }
         resolve::run(self, &p).await?;
         if !p.stopped() {
             due::run(self, &p).await?;
+        }
+        if dry {
+            return p.finish(self).await;
         }
         reminders::run(self, &p).await?;
         let r = p.finish(self).await?;

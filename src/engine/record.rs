@@ -248,6 +248,10 @@ pub(crate) async fn block(
 
 /// A configuration-class refusal: nothing more is sent in this pass; one `config_error` notice.
 pub(crate) async fn config_error(e: &Engine, p: &PassCtx, why: &str) -> Result<(), EngineError> {
+    if p.dry {
+        p.halt(why.to_owned());
+        return Ok(());
+    }
     let text = format!("{why}. Nothing more is sent until the configuration is fixed.");
     let row = NoticeRow {
         host_id: "-".into(),

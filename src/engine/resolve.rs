@@ -84,6 +84,18 @@ async fn one(
     };
     let decision = decide_unanswered(&facts, seen);
     tracing::debug!(attempt = a.attempt_id, client_token = %a.client_token, ?decision, "resolving an open attempt");
+    if p.dry {
+        if decision == Decision::Resend && !a.blocked && may_resend(e, p, &a, seen).await? {
+            p.with(|r| {
+                r.planned_resends.push(crate::engine::pass::PlannedResend {
+                    attempt_id: a.attempt_id,
+                    client_token: a.client_token.to_string(),
+                    hosts: a.hosts.iter().map(|(h, _)| h.to_string()).collect(),
+                })
+            });
+        }
+        return Ok(());
+    }
     let what = match &decision {
         Decision::Decide { .. } => "re-read: the cloud closed every host",
         Decision::Resend => "re-read: nothing moved; the recorded request goes again",
@@ -161,7 +173,9 @@ async fn may_resend(
         return Ok(true);
     }
     if e.inner.cfg.takeover {
-        due::take_over(e, &a.region_id, &on).await?;
+        if !p.dry {
+            due::take_over(e, &a.region_id, &on).await?;
+        }
         return Ok(false);
     }
     let text = format!(
@@ -178,7 +192,11 @@ async fn may_resend(
         .filter(|(id, _)| held.contains(id))
         .map(|(id, cycle)| record::notice(id, *cycle, NoticeKind::DoubleRenewRisk, text.clone()))
         .collect();
-    let n = e.inner.store.notices_now(&rows, e.now()).await?;
+    let n = if p.dry {
+        0
+    } else {
+        e.inner.store.notices_now(&rows, e.now()).await?
+    };
     p.with(|r| {
         r.notices += n;
         r.skipped_double_renew

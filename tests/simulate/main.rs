@@ -227,6 +227,8 @@ fn report(args: &Args, results: &[SeedResult], wall: f64) {
         t.cloud_auto_renew_on += s.cloud_auto_renew_on;
         t.aimed_hand_renewals += s.aimed_hand_renewals;
         t.settled += s.settled;
+        t.dry_runs += s.dry_runs;
+        t.dry_sends += s.dry_sends;
         t.ledger += s.ledger;
         t.attempts += s.attempts;
         t.blocked += s.blocked;
@@ -252,6 +254,10 @@ fn report(args: &Args, results: &[SeedResult], wall: f64) {
     println!(
         "  ledger entries {}, attempts {}, blocked attempts {} ({} settled by the operator)",
         t.ledger, t.attempts, t.blocked, t.settled
+    );
+    println!(
+        "  dry runs before clean passes {}: {} planned sends, each matched by the real pass",
+        t.dry_runs, t.dry_sends
     );
     println!(
         "  faults injected: {}",

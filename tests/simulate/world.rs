@@ -41,6 +41,9 @@ pub struct Stats {
     pub cloud_auto_renew_on: u64,
     pub aimed_hand_renewals: u64,
     pub settled: u64,
+    /// Clean passes preceded by a dry run, and the sends they planned (all must match).
+    pub dry_runs: u64,
+    pub dry_sends: u64,
     pub faults: BTreeMap<String, u64>,
     pub ledger: u64,
     pub attempts: u64,
@@ -390,6 +393,19 @@ impl World {
             })
         });
         let second = p.second_actor.then(|| self.second_actor(daemon_now));
+        // A dry run first, on a clean pass: it must plan exactly what the real pass sends.
+        let planned = if p.clean() && !p.concurrent_sync {
+            match engine.pass(Trigger::Tick, true).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.violations
+                        .push(format!("a dry run failed at {}: {e}", p.cloud_at));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let pass = engine.pass(Trigger::Tick, false);
         let (completed, result) = match p.kill_after_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), pass).await {
@@ -404,6 +420,9 @@ impl World {
         if let Some(Err(e)) = &result {
             self.violations
                 .push(format!("a pass failed at {}: {e}", p.cloud_at));
+        }
+        if let (Some(dry), Some(Ok(real))) = (&planned, &result) {
+            self.compare_dry(p, dry, real);
         }
         if let Some(s) = sync {
             self.stats.concurrent_syncs += 1;
@@ -462,6 +481,38 @@ impl World {
             }
         }
         store.close().await;
+    }
+
+    /// The sends a dry run planned against the ones the real pass made: the same new attempts
+    /// (ClientTokens, which name hosts, cycles, period and window) and the same re-sends.
+    fn compare_dry(
+        &mut self,
+        p: &PassPlan,
+        dry: &ddh_renewd::engine::PassReport,
+        real: &ddh_renewd::engine::PassReport,
+    ) {
+        let planned: std::collections::BTreeSet<&str> = dry
+            .planned
+            .iter()
+            .map(|a| a.client_token.as_str())
+            .collect();
+        let sent: std::collections::BTreeSet<&str> = real
+            .attempts
+            .iter()
+            .map(|a| a.client_token.as_str())
+            .collect();
+        let planned_resends: std::collections::BTreeSet<i64> =
+            dry.planned_resends.iter().map(|a| a.attempt_id).collect();
+        let resent: std::collections::BTreeSet<i64> =
+            real.resolved.iter().map(|a| a.attempt_id).collect();
+        self.stats.dry_runs += 1;
+        self.stats.dry_sends += (planned.len() + planned_resends.len()) as u64;
+        if planned != sent || !planned_resends.is_subset(&resent) {
+            self.violations.push(format!(
+                "at {}: the dry run planned {planned:?} and re-sends {planned_resends:?}; the real pass sent {sent:?} and worked on {resent:?}",
+                p.cloud_at
+            ));
+        }
     }
 
     /// Takes the database as a new process would (the previous one's lock is released when its
