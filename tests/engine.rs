@@ -465,8 +465,12 @@ fn run_audit_queries(env: &Env) {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut outputs = Vec::new();
     for (i, q) in queries.iter().enumerate() {
+        // The simulation runs from late November 2026: query 1 is given those two months; 10 names a host.
         let out = std::process::Command::new("sqlite3")
             .args(["-readonly", "-bail", "-cmd", ".timeout 5000"])
+            .args(["-cmd", ".parameter set @since \"'2026-11-01'\""])
+            .args(["-cmd", ".parameter set @until \"'2027-01-01'\""])
+            .args(["-cmd", ".parameter set @host \"'dh-auto-1'\""])
             .arg(&env.db)
             .arg(q)
             .output()
