@@ -50,6 +50,13 @@ struct RawConfig {
     notify: RawNotify,
     metrics: RawMetrics,
     sync: RawSync,
+    display: RawDisplay,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDisplay {
+    timezone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +128,15 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub metrics: MetricsConfig,
     pub sync: SyncConfig,
+    pub display: DisplayConfig,
+}
+
+/// How tables show instants: one zone for every time in a view.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisplayConfig {
+    /// Default: `[schedule] timezone`, so windows read as whole hours.
+    #[serde(serialize_with = "ser_tz")]
+    pub timezone: Tz,
 }
 
 /// `sync` inside the daemon.
@@ -366,14 +382,17 @@ impl Config {
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let s = raw.schedule;
-        let timezone: Tz = match s.timezone.as_deref() {
-            None => chrono_tz::Asia::Shanghai,
-            Some(name) => name.parse().map_err(|_| {
-                invalid(
-                    "schedule.timezone",
-                    format!("{name:?} is not an IANA time zone (e.g. \"Asia/Shanghai\", \"UTC\")"),
-                )
-            })?,
+        let timezone = zone(
+            s.timezone.as_deref(),
+            chrono_tz::Asia::Shanghai,
+            "schedule.timezone",
+        )?;
+        let display = DisplayConfig {
+            timezone: zone(
+                raw.display.timezone.as_deref(),
+                timezone,
+                "display.timezone",
+            )?,
         };
         let time = match s.time.as_deref() {
             None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
@@ -542,7 +561,24 @@ impl Config {
                     max_age: dur(s.max_age, "26h", "sync.max_age")?,
                 }
             },
+            display,
         })
+    }
+}
+
+/// An IANA zone name, or `default` when the key is absent.
+fn zone(v: Option<&str>, default: Tz, key: &'static str) -> Result<Tz, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(name) => name.parse().map_err(|_| {
+            invalid(
+                key,
+                format!(
+                    "{} is not an IANA time zone (e.g. \"Asia/Shanghai\", \"UTC\")",
+                    crate::domain::error::quote(name)
+                ),
+            )
+        }),
     }
 }
 
@@ -668,6 +704,17 @@ mod tests {
         assert_eq!(c.ecs.batch_size, 100);
         assert_eq!(c.notify.reminder_days, vec![7, 3, 1]);
         assert_eq!(c.database.path, PathBuf::from("ddh-renewd.db"));
+        assert_eq!(c.display.timezone, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn display_zone_follows_the_schedule_unless_set() {
+        let c = Config::parse("[schedule]\ntimezone = \"Europe/Berlin\"", "x").unwrap();
+        assert_eq!(c.display.timezone, chrono_tz::Europe::Berlin);
+        let c = Config::parse("[display]\ntimezone = \"UTC\"", "x").unwrap();
+        assert_eq!(c.display.timezone, chrono_tz::UTC);
+        assert_eq!(c.schedule.timezone, chrono_tz::Asia::Shanghai);
+        assert!(err("[display]\ntimezone = \"Nowhere\"").contains("display.timezone"));
     }
 
     #[test]

@@ -125,6 +125,42 @@ fn fifteen_days_at_eight_utc8() {
     assert_eq!(tokens.len(), 4, "a new ClientToken every window");
     assert_eq!(rows[3]["client_token"], ledger["dh-poor"][0]["ClientToken"]);
     assert_eq!(rows[0]["code"], "InsufficientBalance");
+    // For people: a compact table by default, every column on request, a clear error for a typo.
+    let table = env
+        .run(&["audit", "attempts", "--host", "dh-poor"])
+        .expect(0);
+    let widest = table.stdout.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        widest < 200,
+        "compact rows ({widest} wide):\n{}",
+        table.stdout
+    );
+    assert!(!table.stdout.contains("params"), "{}", table.stdout);
+    let chosen = env
+        .run(&[
+            "audit",
+            "attempts",
+            "--host",
+            "dh-poor",
+            "--columns",
+            "attempt_id,code",
+            "--csv",
+        ])
+        .expect(0);
+    assert_eq!(chosen.stdout.lines().next(), Some("attempt_id,code"));
+    assert_eq!(chosen.stdout.lines().count(), 5, "{}", chosen.stdout);
+    let all = env
+        .run(&["audit", "attempts", "--host", "dh-poor", "--columns", "all"])
+        .expect(0);
+    assert!(all.stdout.lines().next().unwrap().ends_with("params"));
+    let typo = env
+        .run(&["audit", "attempts", "--columns", "attempt_id,outcme"])
+        .expect(2);
+    assert!(
+        typo.stderr.contains("no column \"outcme\"") && typo.stderr.contains("outcome"),
+        "{}",
+        typo.stderr
+    );
 
     // Never payable: one attempt per window Dec 1..9, then it lapses once; nothing after.
     assert!(!ledger.contains_key("dh-never"));

@@ -245,6 +245,8 @@ dh-e2,cn-hangzhou,2026-12-11T01:00Z,PrePaid,AutoRenewal
         "state",
         "next_window",
         "last_window",
+        "days_left",
+        "attention",
     ];
     let mut got = keys.clone();
     got.sort_unstable();
@@ -253,6 +255,9 @@ dh-e2,cn-hangzhou,2026-12-11T01:00Z,PrePaid,AutoRenewal
     assert_eq!(rows[0]["host_id"], "dh-e1");
     assert_eq!(rows[0]["expired_time"], "2026-12-10T16:00:00Z");
     assert_eq!(rows[0]["state"], "scheduled");
+    // 2026-12-01T00:00Z to 2026-12-10T16:00Z: 9 days and 16 hours.
+    assert_eq!(rows[0]["days_left"], 9);
+    assert_eq!(rows[0]["attention"], Value::Array(vec![]));
     assert_eq!(rows[0]["next_window"], "2026-12-02T08:00:00+08:00");
     assert_eq!(rows[0]["last_window"], "2026-12-10T08:00:00+08:00");
     assert_eq!(rows[1]["next_window"], "2026-12-02T08:00:00+08:00");
@@ -529,4 +534,57 @@ fn concurrent_first_opens_migrate_once() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+#[test]
+fn views_for_people_use_one_zone_and_say_what_needs_attention() {
+    let env = Env::with_config("[display]\ntimezone = \"UTC\"\n");
+    let csv = env.write(
+        "h.csv",
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status
+dh-home,cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal
+dh-away,eu-central-1,2026-12-11T01:00Z,PrePaid,AutoRenewal
+",
+    );
+    let r = env
+        .run(&["hosts", "import", csv.to_str().unwrap()])
+        .expect(0);
+    assert!(
+        r.stderr
+            .contains("warning: dh-away is in region eu-central-1, which is not in [ecs] regions")
+            && !r.stderr.contains("dh-home"),
+        "{}",
+        r.stderr
+    );
+    let plan = env.run(&["plan", "--at", "2026-12-01T00:00:00Z"]).expect(0);
+    let header = plan.stdout.lines().next().unwrap();
+    for col in ["EXPIRES", "DAYS LEFT", "NEXT WINDOW", "ATTENTION"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let home = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("dh-home"))
+        .unwrap();
+    // Expiry and windows in the one display zone (UTC here), days left from --at.
+    assert!(
+        home.contains("2026-12-10 16:00 +00:00")
+            && home.contains("2026-12-02 00:00 +00:00")
+            && home.contains("  9  "),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("+08:00"),
+        "one zone per view:\n{}",
+        plan.stdout
+    );
+    let away = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("dh-away"))
+        .unwrap();
+    assert!(away.contains("region not in [ecs] regions"), "{away}");
+    let list = env.run(&["hosts", "list"]).expect(0);
+    assert!(list.stdout.lines().next().unwrap().contains("DAYS LEFT"));
 }

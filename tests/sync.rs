@@ -237,6 +237,46 @@ dh-here-only,cn-hangzhou,2027-01-10T16:00Z,PrePaid,AutoRenewal
     // Same day again: recorded once.
     env.run(&["sync"]).expect(0);
 
+    // Visible where people look, and warned about where it is made.
+    let plan = env.json(&["plan", "--json"]);
+    let attention = |id: &str| {
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["host_id"] == id)
+            .map(|p| p["attention"].clone())
+            .unwrap()
+    };
+    assert_eq!(attention("dh-both"), json!(["double_renew_risk"]));
+    assert_eq!(attention("dh-here-only"), json!([]));
+    let list = env.run(&["hosts", "list"]).expect(0);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("dh-both"))
+        .unwrap();
+    assert!(line.contains("double-renew risk"), "{}", list.stdout);
+    let set = env
+        .run(&[
+            "policy",
+            "set",
+            "--region",
+            "cn-hangzhou",
+            "--ids",
+            "dh-both,dh-here-only",
+            "--renewal-status",
+            "AutoRenewal",
+            "--duration",
+            "2",
+        ])
+        .expect(0);
+    assert!(
+        set.stderr.contains("warning: dh-both is AutoRenewal here")
+            && !set.stderr.contains("dh-here-only"),
+        "{}",
+        set.stderr
+    );
+
     // takeover = true: the cloud side is set to Normal, and audited.
     let env2 = cloud.env("takeover = true");
     std::fs::copy(&env.db, &env2.db).unwrap();

@@ -23,6 +23,7 @@ pub struct ListArgs {
     /// Only blocked attempts.
     #[arg(long)]
     pub blocked: bool,
+    /// Print one JSON array.
     #[arg(long)]
     pub json: bool,
 }
@@ -37,6 +38,7 @@ pub struct SettleArgs {
     /// Why you know, for the audit trail (ticket, order search, …).
     #[arg(long, default_value = "settled by an operator: not applied")]
     pub note: String,
+    /// Print the settled attempt as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -6,7 +6,9 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::output::{self, or_dash, utc};
+use super::attention::{self, Attention};
+use super::output::{self, or_dash};
+use super::plan::PlanEntry;
 use crate::config::Config;
 use crate::domain::HostId;
 use crate::error::{Error, Result};
@@ -20,12 +22,15 @@ pub enum HostsCmd {
         /// Include hosts marked removed.
         #[arg(long)]
         all: bool,
+        /// Print one JSON array (with state, days_left and attention).
         #[arg(long)]
         json: bool,
     },
     /// Show one host with its policy and history.
     Show {
+        /// The host id (dh-…).
         id: String,
+        /// Print the host and its history as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -33,18 +38,25 @@ pub enum HostsCmd {
     Add(AddArgs),
     /// Import hosts from CSV or JSON; all rows or none.
     Import {
+        /// A CSV file with a header row, or a JSON array of host objects (detected by content).
         file: PathBuf,
+        /// Print the import summary as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Mark a host removed: it leaves plans and renewals; its history stays.
-    Remove { id: String },
+    Remove {
+        /// The host id (dh-…).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
+    /// The host id (dh-…, at most 64 characters).
     #[arg(long)]
     pub id: String,
+    /// The region id (e.g. cn-hangzhou).
     #[arg(long)]
     pub region: String,
     /// Expiry: yyyy-MM-ddTHH:mmZ (as ECS shows it) or RFC 3339.
@@ -56,11 +68,13 @@ pub struct AddArgs {
     /// AutoRenewal, Normal or NotRenewal.
     #[arg(long)]
     pub renewal_status: Option<String>,
-    #[arg(long)]
+    /// Renewal length of the policy: Week 1-4; Month 1,2,3,6,12,24,36,48,60; Year 1-5. Default 1.
+    #[arg(long, allow_negative_numbers = true)]
     pub duration: Option<i64>,
     /// Week, Month or Year.
     #[arg(long)]
     pub period_unit: Option<String>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -70,6 +84,13 @@ struct HostView<'a> {
     #[serde(flatten)]
     record: &'a HostRecord,
     effective_renewal_status: String,
+    /// As `plan` shows it now (`None` for removed hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_left: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attention: Option<Vec<Attention>>,
 }
 
 #[derive(Serialize)]
@@ -96,23 +117,45 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
         HostsCmd::List { all, json } => {
             let store = super::open_store(config).await?;
             let records = store.hosts(all).await?;
+            let renewed = store.renewed_into_current_cycle().await?;
+            let open = store.hosts_in_open_attempts().await?;
             store.close().await;
+            let now = Utc::now();
+            let plans = super::plan::build(&records, &renewed, &open, config, now, None);
+            let by_id: std::collections::HashMap<&str, &PlanEntry> =
+                plans.iter().map(|p| (p.host_id.as_str(), p)).collect();
+            let plan_of = |r: &HostRecord| {
+                by_id
+                    .get(r.host.id.as_str())
+                    .copied()
+                    .filter(|_| r.removed_at.is_none())
+            };
             if json {
-                let view: Vec<HostView<'_>> = records.iter().map(view).collect();
+                let view: Vec<HostView<'_>> = records.iter().map(|r| view(r, plan_of(r))).collect();
                 return output::json(&view);
             }
+            let tz = config.display.timezone;
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
                     let p = r.effective_policy();
+                    let plan = plan_of(r);
                     vec![
                         r.host.id.to_string(),
                         r.host.region_id.clone(),
                         r.host.charge_type.to_string(),
                         r.host.status.to_string(),
-                        utc(r.host.expired_time),
+                        output::local_short(r.host.expired_time, tz),
+                        match plan {
+                            Some(pl) if pl.days_left.is_some() => {
+                                output::days_left_cell(r.host.expired_time, now)
+                            }
+                            _ => "-".to_owned(),
+                        },
                         format!("{} {} {}", p.status, p.period.n, p.period.unit),
-                        or_dash(r.removed_at.map(utc)),
+                        plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
+                        plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
+                        or_dash(r.removed_at.map(|t| output::local_short(t, tz))),
                     ]
                 })
                 .collect();
@@ -122,8 +165,11 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                     "REGION",
                     "CHARGE",
                     "STATUS",
-                    "EXPIRES (UTC)",
+                    "EXPIRES",
+                    "DAYS LEFT",
                     "POLICY",
+                    "STATE",
+                    "ATTENTION",
                     "REMOVED",
                 ],
                 &rows,
@@ -139,14 +185,28 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                 .ok_or(StoreError::HostNotFound(id.clone()))?;
             let policy_changes = store.policy_changes(Some(&id)).await?;
             let host_changes = store.host_changes(&id).await?;
+            let renewed = store.renewed_into_current_cycle().await?;
+            let open = store.hosts_in_open_attempts().await?;
             store.close().await;
+            let now = Utc::now();
+            let plans = super::plan::build(
+                std::slice::from_ref(&rec),
+                &renewed,
+                &open,
+                config,
+                now,
+                None,
+            );
+            let plan = plans.first().filter(|_| rec.removed_at.is_none());
             if json {
                 return output::json(&HostDetail {
-                    host: view(&rec),
+                    host: view(&rec, plan),
                     policy_changes: &policy_changes,
                     host_changes: &host_changes,
                 });
             }
+            let tz = config.display.timezone;
+            let at = |t| output::local_short(t, tz);
             let p = rec.effective_policy();
             let h = &rec.host;
             let fields = [
@@ -155,7 +215,16 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                 ("zone", or_dash(h.zone_id.clone())),
                 ("charge type", h.charge_type.to_string()),
                 ("status", h.status.to_string()),
-                ("expires", utc(h.expired_time)),
+                ("expires", at(h.expired_time)),
+                (
+                    "days left",
+                    match plan {
+                        Some(pl) if pl.days_left.is_some() => {
+                            output::days_left_cell(h.expired_time, now)
+                        }
+                        _ => "-".to_owned(),
+                    },
+                ),
                 ("financial lock", h.financial_lock.to_string()),
                 (
                     "policy",
@@ -171,9 +240,24 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                         }
                     ),
                 ),
-                ("added", utc(rec.created_at)),
-                ("updated", utc(rec.updated_at)),
-                ("removed", or_dash(rec.removed_at.map(utc))),
+                (
+                    "state",
+                    plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
+                ),
+                (
+                    "next window",
+                    or_dash(
+                        plan.and_then(|pl| pl.next_window.as_deref())
+                            .map(|w| output::instant_cell(w, tz)),
+                    ),
+                ),
+                (
+                    "attention",
+                    plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
+                ),
+                ("added", at(rec.created_at)),
+                ("updated", at(rec.updated_at)),
+                ("removed", or_dash(rec.removed_at.map(at))),
             ];
             for (k, v) in fields {
                 println!("{k:<15} {v}");
@@ -183,7 +267,7 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                 for c in &policy_changes {
                     println!(
                         "  {}  {} -> {} {} {}  ({}, op {})",
-                        c.changed_at,
+                        output::instant_cell(&c.changed_at, tz),
                         c.old_renewal_status.as_deref().unwrap_or("(none)"),
                         c.new_renewal_status,
                         c.new_duration,
@@ -199,14 +283,23 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                     match &c.field {
                         Some(f) => println!(
                             "  {}  {} {}: {} -> {}  ({})",
-                            c.changed_at,
+                            output::instant_cell(&c.changed_at, tz),
                             c.kind,
                             f,
-                            c.old_value.as_deref().unwrap_or(""),
-                            c.new_value.as_deref().unwrap_or(""),
+                            c.old_value
+                                .as_deref()
+                                .map_or_else(String::new, |v| output::instant_cell(v, tz)),
+                            c.new_value
+                                .as_deref()
+                                .map_or_else(String::new, |v| output::instant_cell(v, tz)),
                             c.source
                         ),
-                        None => println!("  {}  {}  ({})", c.changed_at, c.kind, c.source),
+                        None => println!(
+                            "  {}  {}  ({})",
+                            output::instant_cell(&c.changed_at, tz),
+                            c.kind,
+                            c.source
+                        ),
                     }
                 }
             }
@@ -236,7 +329,9 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
                     Utc::now(),
                 )
                 .await?;
+            let written = store.host(&input.host.id).await?;
             store.close().await;
+            attention::warn(written.iter(), config);
             if a.json {
                 return output::json(&summary);
             }
@@ -269,7 +364,14 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
             let summary = store
                 .upsert_hosts(&inputs, "hosts_import", Source::Import, &shown, Utc::now())
                 .await?;
+            let ids: std::collections::HashSet<&str> =
+                inputs.iter().map(|i| i.host.id.as_str()).collect();
+            let records = store.hosts(false).await?;
             store.close().await;
+            attention::warn(
+                records.iter().filter(|r| ids.contains(r.host.id.as_str())),
+                config,
+            );
             if json {
                 return output::json(&summary);
             }
@@ -299,9 +401,12 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
     }
 }
 
-fn view(record: &HostRecord) -> HostView<'_> {
+fn view<'a>(record: &'a HostRecord, plan: Option<&PlanEntry>) -> HostView<'a> {
     HostView {
         record,
         effective_renewal_status: record.effective_policy().status.to_string(),
+        state: plan.map(|p| p.state.clone()),
+        days_left: plan.and_then(|p| p.days_left),
+        attention: plan.map(|p| p.attention.clone()),
     }
 }

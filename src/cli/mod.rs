@@ -2,6 +2,7 @@
 //! the library; this file holds the clap definitions and the dispatch.
 
 mod attempts;
+mod attention;
 mod audit;
 mod config_cmd;
 mod demo;

@@ -4,10 +4,10 @@ use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use serde::Serialize;
 
+use super::attention::{self, Attention};
 use super::output::{self, local_short, or_dash, utc, zoned};
 use crate::config::Config;
-use crate::domain::Schedule;
-use crate::domain::plan::{HostHistory, HostPlan, plan_host};
+use crate::domain::plan::{HostHistory, HostPlan, HostState, plan_host};
 use crate::error::Result;
 use crate::store::HostRecord;
 
@@ -37,6 +37,12 @@ pub struct PlanEntry {
     pub state: String,
     pub next_window: Option<String>,
     pub last_window: Option<String>,
+    /// Whole days from the plan's instant to the expiry (negative once expired); `null` for
+    /// released and pay-as-you-go hosts.
+    pub days_left: Option<i64>,
+    /// What the engine will do differently from the state (`double_renew_risk`: skipped) or
+    /// what is not kept fresh (`region_not_synced`).
+    pub attention: Vec<Attention>,
 }
 
 /// Plans every record at `at`; `days` keeps only hosts due or with a window within N days.
@@ -45,10 +51,11 @@ pub fn build(
     records: &[HostRecord],
     renewed: &std::collections::HashMap<String, DateTime<Utc>>,
     open: &std::collections::HashMap<String, (i64, bool)>,
-    schedule: &Schedule,
+    config: &Config,
     at: DateTime<Utc>,
     days: Option<u32>,
 ) -> Vec<PlanEntry> {
+    let schedule = &config.schedule.schedule();
     let horizon = days.map(|d| at + Duration::days(i64::from(d)));
     records
         .iter()
@@ -84,12 +91,20 @@ pub fn build(
                 state: state.to_string(),
                 next_window: next_window.map(|w| zoned(w, schedule.tz)),
                 last_window: last_window.map(|w| zoned(w, schedule.tz)),
+                days_left: (!matches!(state, HostState::Released | HostState::Postpaid))
+                    .then(|| output::days_left(rec.host.expired_time, at)),
+                attention: attention::of(rec, config),
             })
         })
         .collect()
 }
 
-pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<()> {
+pub fn print(
+    entries: &[PlanEntry],
+    tz: chrono_tz::Tz,
+    at: DateTime<Utc>,
+    json: bool,
+) -> Result<()> {
     if json {
         return output::json(entries);
     }
@@ -97,7 +112,7 @@ pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<(
         or_dash(
             s.as_deref()
                 .and_then(|v| crate::domain::time::parse_instant(v).ok())
-                .map(|t| local_short(t, schedule.tz)),
+                .map(|t| local_short(t, tz)),
         )
     };
     let rows: Vec<Vec<String>> = entries
@@ -107,11 +122,19 @@ pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<(
                 e.host_id.clone(),
                 e.region_id.clone(),
                 e.charge_type.clone(),
-                e.expired_time.clone(),
+                short(&Some(e.expired_time.clone())),
+                match (
+                    e.days_left,
+                    crate::domain::time::parse_instant(&e.expired_time),
+                ) {
+                    (Some(_), Ok(t)) => output::days_left_cell(t, at),
+                    _ => "-".to_owned(),
+                },
                 format!("{} {} {}", e.renewal_status, e.duration, e.period_unit),
                 e.state.clone(),
                 short(&e.next_window),
                 short(&e.last_window),
+                attention::cell(&e.attention),
             ]
         })
         .collect();
@@ -120,11 +143,13 @@ pub fn print(entries: &[PlanEntry], schedule: &Schedule, json: bool) -> Result<(
             "HOST",
             "REGION",
             "CHARGE",
-            "EXPIRES (UTC)",
+            "EXPIRES",
+            "DAYS LEFT",
             "POLICY",
             "STATE",
             "NEXT WINDOW",
             "LAST WINDOW",
+            "ATTENTION",
         ],
         &rows,
     );
@@ -136,9 +161,8 @@ pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     let records = store.hosts(false).await?;
     let renewed = store.renewed_into_current_cycle().await?;
     let open = store.hosts_in_open_attempts().await?;
-    let schedule = config.schedule.schedule();
     let at = args.at.unwrap_or_else(Utc::now);
-    let entries = build(&records, &renewed, &open, &schedule, at, args.days);
+    let entries = build(&records, &renewed, &open, config, at, args.days);
     store.close().await;
-    print(&entries, &schedule, args.json)
+    print(&entries, config.display.timezone, at, args.json)
 }

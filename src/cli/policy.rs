@@ -23,6 +23,7 @@ pub enum PolicyCmd {
         /// Show the policy history instead of the current policies.
         #[arg(long)]
         history: bool,
+        /// Print one JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -30,6 +31,7 @@ pub enum PolicyCmd {
 
 #[derive(Debug, Args)]
 pub struct SetArgs {
+    /// The region of every host in --ids (e.g. cn-hangzhou).
     #[arg(long)]
     pub region: String,
     /// Host ids: a comma list (dh-a,dh-b) or a JSON array.
@@ -47,6 +49,7 @@ pub struct SetArgs {
     /// Week, Month or Year. Default Month.
     #[arg(long)]
     pub period_unit: Option<String>,
+    /// Print the outcome (changed and unchanged hosts, operation id) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -72,7 +75,13 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
             };
             let store = super::open_store(config).await?;
             let outcome = store.set_policy(&req, Source::Cli, Utc::now()).await?;
+            let ids: std::collections::HashSet<&str> = req.ids.iter().map(String::as_str).collect();
+            let records = store.hosts(false).await?;
             store.close().await;
+            super::attention::warn(
+                records.iter().filter(|r| ids.contains(r.host.id.as_str())),
+                config,
+            );
             if a.json {
                 return output::json(&outcome);
             }

@@ -20,6 +20,7 @@ pub struct SyncArgs {
     /// Give up after this long in all (e.g. "10m"); every read also gives up after a minute.
     #[arg(long, default_value = "10m", value_parser = crate::config::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Print the per-region report as JSON.
     #[arg(long)]
     pub json: bool,
 }

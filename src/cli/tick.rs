@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use clap::Args;
 
-use super::output::{self, zoned};
+use super::output;
 use crate::config::Config;
 use crate::domain::HostId;
 use crate::domain::protocol::Trigger;
@@ -32,12 +32,14 @@ pub struct TickArgs {
     /// ahead of the wall clock. Refused unless [ecs] endpoint is on loopback.
     #[arg(long)]
     pub virtual_clock: bool,
+    /// Print the pass report as JSON (with the planned requests on a dry run).
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
+    /// The region of every host in --ids (e.g. cn-hangzhou).
     #[arg(long)]
     pub region: String,
     /// Host ids: a comma list or a JSON array (1–100).
@@ -59,6 +61,7 @@ pub struct RenewArgs {
     /// With --force: do not ask (for scripts).
     #[arg(long, requires = "force")]
     pub yes: bool,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -104,7 +107,7 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
     {
         return Err(Error::Usage(format!(
             "--at {} is in the future: a pass there would pay early and record times that have not happened. Use --dry-run to see what it would do",
-            output::zoned(at, config.schedule.timezone)
+            output::zoned(at, config.display.timezone)
         )));
     }
     if args.dry_run && !config.database.path.exists() {
@@ -269,10 +272,7 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     if json {
         return output::json(r);
     }
-    let tz = config.schedule.timezone;
-    let window = crate::domain::time::parse_instant(&r.window)
-        .map(|w| zoned(w, tz))
-        .unwrap_or_else(|_| r.window.clone());
+    let window = output::instant_cell(&r.window, config.display.timezone);
     println!(
         "window {window} ({}{}): {} due, {} renewed, {} already renewed, {} failed, {} lapsed, {} gone, {} notices",
         r.trigger,

@@ -128,8 +128,19 @@ pub(crate) async fn apply(
                 );
                 return Ok(Vec::new());
             }
-            tracing::info!(attempt = a.attempt_id, client_token = %a.client_token,
-                request_id = answer.request_id.as_deref().unwrap_or(""), outcome = %outcome, "attempt decided");
+            let rid = answer.request_id.as_deref().unwrap_or("");
+            let code = answer.code.as_deref().unwrap_or("");
+            // Renewals are news, refusals need a look, refused parameters need a fix.
+            match outcome {
+                AttemptOutcome::Failed | AttemptOutcome::Split => tracing::warn!(
+                    attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
+                    code, outcome = %outcome, "attempt refused"),
+                AttemptOutcome::ConfigError => tracing::error!(
+                    attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
+                    code, outcome = %outcome, "attempt refused: the parameters are wrong"),
+                _ => tracing::info!(attempt = a.attempt_id, client_token = %a.client_token,
+                    request_id = rid, outcome = %outcome, "attempt decided"),
+            }
             p.with(|r| {
                 report_hosts(r, &hosts);
                 r.notices += n;
@@ -253,6 +264,7 @@ pub(crate) async fn config_error(e: &Engine, p: &PassCtx, why: &str) -> Result<(
         return Ok(());
     }
     let text = format!("{why}. Nothing more is sent until the configuration is fixed.");
+    tracing::error!("configuration error: {text}");
     let row = NoticeRow {
         host_id: "-".into(),
         cycle: "-".into(),

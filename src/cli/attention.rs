@@ -1,0 +1,109 @@
+//! What a person should know about a host beyond its state: the engine will skip it, or the
+//! inventory will not be refreshed. Shown by `plan` and `hosts list`, warned about by
+//! `policy set`, `hosts add` and `hosts import`.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::domain::{ChargeType, RenewalStatus};
+use crate::store::HostRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Managed here with AutoRenewal and AutoRenewal in the cloud too (last sync), without
+    /// `[ecs] takeover`: every pass skips it (SPEC §3.5).
+    DoubleRenewRisk,
+    /// Its region is not in `[ecs] regions`: `sync` never refreshes it (renewals still re-read
+    /// it before sending).
+    RegionNotSynced,
+}
+
+impl Attention {
+    /// The short form for a table cell.
+    pub fn cell(self) -> &'static str {
+        match self {
+            Self::DoubleRenewRisk => "double-renew risk: skipped",
+            Self::RegionNotSynced => "region not in [ecs] regions",
+        }
+    }
+
+    /// The sentence for a warning.
+    pub fn warning(self, rec: &HostRecord) -> String {
+        match self {
+            Self::DoubleRenewRisk => format!(
+                "{} is AutoRenewal here and, at the last sync, in the cloud too: every pass skips it (double-renew risk) until the cloud side is set to Normal, or [ecs] takeover = true",
+                rec.host.id
+            ),
+            Self::RegionNotSynced => format!(
+                "{} is in region {}, which is not in [ecs] regions: sync will not refresh it (renewals still re-read it before sending); add the region to [ecs] regions",
+                rec.host.id, rec.host.region_id
+            ),
+        }
+    }
+}
+
+/// Everything that applies to `rec` under `config` (removed and released hosts: nothing).
+pub fn of(rec: &HostRecord, config: &Config) -> Vec<Attention> {
+    let mut out = Vec::new();
+    if rec.removed_at.is_some() || rec.host.status.is_released() {
+        return out;
+    }
+    let managed = rec.host.charge_type == ChargeType::PrePaid
+        && rec.effective_policy().status == RenewalStatus::AutoRenewal;
+    if managed
+        && !config.ecs.takeover
+        && rec
+            .cloud_renewal
+            .as_ref()
+            .is_some_and(|c| c.status == "AutoRenewal")
+    {
+        out.push(Attention::DoubleRenewRisk);
+    }
+    if !config.ecs.regions.iter().any(|r| r == &rec.host.region_id) {
+        out.push(Attention::RegionNotSynced);
+    }
+    out
+}
+
+/// The table cell: every attention joined, or `-`.
+pub fn cell(list: &[Attention]) -> String {
+    if list.is_empty() {
+        "-".to_owned()
+    } else {
+        list.iter().map(|a| a.cell()).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// Prints a `warning:` line on stderr for each attention of `records`: at most
+/// [`WARN_EACH`] hosts per kind, then a count (`plan` lists them all).
+pub fn warn<'a>(records: impl IntoIterator<Item = &'a HostRecord>, config: &Config) {
+    let mut shown = [0usize; 2];
+    let mut more = [0usize; 2];
+    for rec in records {
+        for a in of(rec, config) {
+            let k = a as usize;
+            if shown[k] < WARN_EACH {
+                shown[k] += 1;
+                eprintln!("warning: {}", a.warning(rec));
+            } else {
+                more[k] += 1;
+            }
+        }
+    }
+    for (a, n) in [Attention::DoubleRenewRisk, Attention::RegionNotSynced]
+        .into_iter()
+        .zip(more)
+    {
+        if n > 0 {
+            eprintln!(
+                "warning: and {n} more host{} with \"{}\" (see `ddh-renewd plan`)",
+                if n == 1 { "" } else { "s" },
+                a.cell()
+            );
+        }
+    }
+}
+
+/// How many hosts of one kind `warn` names before it only counts.
+pub const WARN_EACH: usize = 5;
