@@ -61,10 +61,23 @@ fn fifteen_days_at_eight_utc8() {
     cloud.add(cloud_fleet());
     cloud.faults(1, json!([
         {"action": "RenewDedicatedHosts", "hosts": ["dh-poor"], "kind": "error", "status": 400, "code": "InsufficientBalance", "count": 3},
-        {"action": "RenewDedicatedHosts", "hosts": ["dh-never"], "kind": "error", "status": 400, "code": "InsufficientBalance"}
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-never"], "kind": "error", "status": 400, "code": "InsufficientBalance"},
+        // One lost request: nothing applied, no answer; re-sent with the same ClientToken.
+        {"action": "RenewDedicatedHosts", "hosts": ["dh-auto-3"], "kind": "reset", "count": 1}
     ]));
+    // Renewed by the cloud's own auto-renew as well: must be skipped, never paid here.
+    cloud.add(
+        json!([{"DedicatedHostId": "dh-both", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid",
+        "ExpiredTime": "2026-12-13T16:00Z", "RenewalStatus": "AutoRenewal", "Duration": 1}]),
+    );
     let env = cloud.env("");
     env.import(FLEET);
+    env.import(
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status
+dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
+",
+    );
+    env.run(&["sync"]).expect(0);
 
     let mut first_renewal: BTreeMap<String, String> = BTreeMap::new();
     for d in -2..=12 {
@@ -501,12 +514,14 @@ fn run_audit_queries(env: &Env) {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut outputs = Vec::new();
     for (i, q) in queries.iter().enumerate() {
-        // The simulation runs from late November 2026: query 1 is given those two months; 10 names a host.
+        // The simulation runs from late November 2026: query 1 is given those two months, 9 a
+        // horizon that takes in every host, 10 a host.
         let out = std::process::Command::new("sqlite3")
             .args(["-readonly", "-bail", "-cmd", ".timeout 5000"])
             .args(["-cmd", ".parameter set @since \"'2026-11-01'\""])
             .args(["-cmd", ".parameter set @until \"'2027-01-01'\""])
             .args(["-cmd", ".parameter set @host \"'dh-auto-1'\""])
+            .args(["-cmd", ".parameter set @days 36500"])
             .arg(&env.db)
             .arg(q)
             .output()
@@ -529,25 +544,116 @@ fn run_audit_queries(env: &Env) {
             .map(|o| o.lines().count())
             .collect::<Vec<_>>()
     );
+    let rows = |i: usize| -> Vec<Vec<&str>> {
+        outputs[i - 1]
+            .lines()
+            .map(|l| l.split('|').collect())
+            .collect()
+    };
+    // 1: the four renewals of the period, each with its RequestId and ClientToken.
+    let q1 = rows(1);
+    let renewed: Vec<&str> = q1.iter().map(|r| r[1]).collect();
     assert_eq!(
-        outputs[0].lines().count(),
-        4,
-        "renewals in December 2026 (auto-1, auto-2, auto-3, poor):\n{}",
+        renewed,
+        ["dh-auto-1", "dh-auto-2", "dh-auto-3", "dh-poor"],
+        "{}",
         outputs[0]
     );
-    assert!(outputs[1].contains("dh-never"), "lapsed:\n{}", outputs[1]);
+    assert!(
+        q1.iter()
+            .all(|r| r[6].len() == 36 && r[7].starts_with("ddh1-"))
+    );
+    // 2: the one lapse, with its notice.
+    let q2 = rows(2);
+    assert_eq!(q2.len(), 1, "{}", outputs[1]);
+    assert_eq!(q2[0][..2], ["dh-never", "2026-12-09T16:00:00Z"]);
+    assert!(q2[0][3].contains("without a renewal"), "{}", outputs[1]);
+    // 3: the lost request, re-sent once with the same ClientToken, then renewed.
+    let q3 = rows(3);
+    assert_eq!(q3.len(), 1, "{}", outputs[2]);
+    assert_eq!(
+        (q3[0][3], q3[0][4], q3[0][6]),
+        ("2", "renewed", "dh-auto-3"),
+        "{}",
+        outputs[2]
+    );
+    // 4: every policy came from the import.
+    let q4: Vec<String> = rows(4).iter().map(|r| r[..4].join("|")).collect();
+    assert_eq!(
+        q4,
+        [
+            "import|hosts_import|AutoRenewal|6",
+            "import|hosts_import|Normal|1",
+            "import|hosts_import|NotRenewal|1"
+        ]
+    );
+    // 5: the host renewed by the cloud's auto-renew as well.
+    let q5 = rows(5);
+    assert_eq!(q5.len(), 1, "{}", outputs[4]);
+    assert_eq!(q5[0][0], "dh-both");
+    // 6: the guarantee: nothing paid twice, nothing forced.
     assert!(
         outputs[5].trim().is_empty(),
         "no cycle renewed twice:\n{}",
         outputs[5]
     );
+    // 7: 9 windows of dh-never and 3 of dh-poor refused for balance.
+    let q7 = rows(7);
     assert!(
-        outputs[6].contains("InsufficientBalance"),
-        "failures by code:\n{}",
+        q7.iter().all(|r| r[1] == "InsufficientBalance"),
+        "{}",
         outputs[6]
     );
+    let refused: usize = q7.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
+    assert_eq!(refused, 12, "{}", outputs[6]);
+    // 8: the nine windows with a failure (Dec 1..9, while dh-never was refused).
+    let q8 = rows(8);
+    assert_eq!(q8.len(), 9, "{}", outputs[7]);
+    assert!(q8.iter().all(|r| r[9] == "failures"), "{}", outputs[7]);
+    // 9: relative to now, so checked against `plan` at now (v_hosts has no `renewed` state:
+    // it shows those hosts as scheduled); the writer's hosts are left out of both sides.
+    let q9: std::collections::BTreeSet<&str> = rows(9)
+        .iter()
+        .map(|r| r[0])
+        .filter(|h| !h.starts_with("dh-writer"))
+        .collect();
+    let horizon = chrono::Utc::now() + chrono::Duration::days(36_500);
+    let plan = env.json(&["plan", "--json"]);
+    let expected: std::collections::BTreeSet<&str> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            [
+                "due",
+                "scheduled",
+                "renewed",
+                "not_managed",
+                "undecided",
+                "blocked",
+            ]
+            .contains(&p["state"].as_str().unwrap())
+                && ddh_renewd::domain::time::parse_instant(p["expired_time"].as_str().unwrap())
+                    .unwrap()
+                    < horizon
+        })
+        .map(|p| p["host_id"].as_str().unwrap())
+        .filter(|h| !h.starts_with("dh-writer"))
+        .collect();
+    assert_eq!(q9, expected, "query 9 agrees with plan:\n{}", outputs[8]);
+    // 10: dh-auto-1's story: imported with its policy, renewed once, notified.
+    let q10: Vec<String> = rows(10).iter().map(|r| r[1..].join("|")).collect();
+    for want in [
+        "host added|",
+        "policy|(none) -> AutoRenewal",
+        "host updated|expired_time: 2026-12-10T16:00:00Z -> 2027-01-10T16:00:00Z",
+    ] {
+        assert!(q10.iter().any(|l| l == want), "{want}:\n{}", outputs[9]);
+    }
     assert!(
-        outputs[9].contains("attempt") && outputs[9].contains("notice renewed"),
+        q10.iter()
+            .any(|l| l.starts_with("attempt ") && l.contains("|renewed token ddh1-"))
+            && q10.iter().any(|l| l.starts_with("notice renewed|")),
         "story of dh-auto-1:\n{}",
         outputs[9]
     );
