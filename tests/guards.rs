@@ -192,3 +192,62 @@ fn the_dry_run_plans_exactly_what_the_pass_sends() {
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+/// After a crash, the real pass first decides the open attempt (the cloud finished it) and that
+/// can free a host at once: renewed by a week, its next cycle is already due. The dry run must
+/// choose that host as the real pass will — the same request, the same token.
+#[test]
+fn the_dry_run_after_a_crash_plans_the_hosts_the_real_pass_frees() {
+    let cloud = Cloud::start();
+    let env = cloud.env("timeout = \"1s\"\n[schedule]\nin_window_retry = \"20s\"");
+    let e = Utc::now() + Duration::hours(12);
+    cloud.add(json!([{"DedicatedHostId": "dh-w", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid", "ExpiredTime": ecs(e)}]));
+    env.import(&format!(
+        "dedicated_host_id,region_id,expired_time,charge_type,renewal_status,duration,period_unit\n\
+         dh-w,cn-hangzhou,{},PrePaid,AutoRenewal,1,Week\n",
+        ecs(e)
+    ));
+    cloud.faults(
+        1,
+        json!([{"action": "RenewDedicatedHosts", "kind": "delay", "ms": 2000, "count": 1}]),
+    );
+    let mut t = env.spawn(&["tick"]);
+    cloud.wait_for("the request to arrive", 30, |c| {
+        c.processing("RenewDedicatedHosts") > 0
+    });
+    t.kill().expect("SIGKILL");
+    let _ = t.wait();
+    cloud.wait_idle();
+    assert_eq!(
+        cloud.ledger_of("dh-w").len(),
+        1,
+        "the cloud finished the request"
+    );
+    let dry = env.json(&["tick", "--dry-run", "--json"]);
+    let planned = dry["planned"].as_array().expect("planned");
+    assert_eq!(planned.len(), 1, "the next week is due at once: {dry}");
+    let cycle = ddh_renewd::domain::time::parse_instant(&ecs(e)).expect("ECS time");
+    let e2 = ddh_renewd::domain::time::to_db(cycle + Duration::weeks(1));
+    assert_eq!(planned[0]["hosts"], json!([["dh-w", e2]]), "{dry}");
+    assert_eq!(cloud.ledger_of("dh-w").len(), 1, "the dry run sent nothing");
+    let real = env.json(&["tick", "--json"]);
+    let resolved = real["resolved"].as_array().expect("resolved");
+    assert_eq!(resolved.len(), 1, "{real}");
+    assert_eq!(resolved[0]["outcome"], "renewed", "{real}");
+    let sent: Vec<&str> = real["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["client_token"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        sent,
+        [planned[0]["client_token"].as_str().unwrap_or("?")],
+        "{real}"
+    );
+    assert_eq!(
+        cloud.ledger_of("dh-w").len(),
+        2,
+        "two cycles, each paid once"
+    );
+}

@@ -19,6 +19,7 @@ pub mod verify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +76,41 @@ pub(crate) struct Shared {
     keys: HashMap<String, String>,
     quota: usize,
     shutdown: watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
+}
+
+/// What is still on the wire: connections open, and requests received whose processing has
+/// not finished. A client that gave up (killed, timed out) may still have bytes on their way;
+/// a test that wants the cloud quiet waits for both to reach zero.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// Counts one of `Traffic`'s figures for as long as it lives.
+pub(crate) struct Counted(Arc<Traffic>, fn(&Traffic) -> &AtomicUsize);
+
+impl Counted {
+    pub(crate) fn new(t: &Arc<Traffic>, which: fn(&Traffic) -> &AtomicUsize) -> Self {
+        which(t).fetch_add(1, Ordering::SeqCst);
+        Self(t.clone(), which)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.1)(&self.0).fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Traffic {
+    pub(crate) fn connections(t: &Traffic) -> &AtomicUsize {
+        &t.connections
+    }
+    pub(crate) fn requests(t: &Traffic) -> &AtomicUsize {
+        &t.requests
+    }
 }
 
 impl Shared {
@@ -97,17 +133,19 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, rx) = watch::channel(false);
+        let traffic = Arc::new(Traffic::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             keys: cfg.keys,
             quota: usize::try_from(cfg.quota_per_minute.max(1)).unwrap_or(usize::MAX),
             shutdown: rx.clone(),
+            traffic: traffic.clone(),
         });
         let app = Router::new()
             .route("/", get(api).post(api))
             .nest("/_emulator", admin::router())
             .with_state(shared.clone());
-        let task = tokio::spawn(serve::serve(listener, app, rx));
+        let task = tokio::spawn(serve::serve(listener, app, rx, traffic));
         Ok(Self {
             addr,
             shared,
@@ -123,6 +161,14 @@ impl Emulator {
     /// `http://127.0.0.1:PORT`, for `[ecs] endpoint`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Nothing on the wire: no connection open and no request being processed. After a client
+    /// was killed this turns true once what it had sent has arrived and been worked off (the
+    /// client's connections close when it is dropped).
+    pub fn quiet(&self) -> bool {
+        self.shared.traffic.connections.load(Ordering::SeqCst) == 0
+            && self.shared.traffic.requests.load(Ordering::SeqCst) == 0
     }
 
     /// Direct access to the state, for in-process use (demo, tests).
@@ -233,7 +279,11 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let work = tokio::spawn(process(app, method, uri, headers, body));
+    let counted = Counted::new(&app.traffic, Traffic::requests);
+    let work = tokio::spawn(async move {
+        let _counted = counted;
+        process(app, method, uri, headers, body).await
+    });
     match work.await {
         Ok(r) => r,
         Err(e) => json_response(

@@ -15,13 +15,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
+use super::{Counted, Traffic};
+
 /// A request's headers must arrive within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// Serves `app` on `listener` until `stop` turns true; then lets open connections finish.
-pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -42,8 +49,10 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
         };
         let app = app.clone();
         let mut stop = stop.clone();
+        let counted = Counted::new(&traffic, Traffic::connections);
         conns.spawn(async move {
             let _permit = permit;
+            let _counted = counted;
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let mut app = app.clone();

@@ -39,7 +39,21 @@ pub(crate) struct Batch {
 }
 
 pub(crate) async fn run(e: &Engine, p: &Arc<PassCtx>) -> Result<(), EngineError> {
-    let candidates = e.inner.store.candidates(p.window).await?;
+    let decided = if p.dry {
+        p.take_dry_decided()
+    } else {
+        Vec::new()
+    };
+    let candidates = if decided.is_empty() {
+        e.inner.store.candidates(p.window).await?
+    } else {
+        // What step 1 of the real pass records frees hosts (a cycle renewed may leave the next
+        // one due at once): choose them as it will.
+        e.inner
+            .store
+            .candidates_after(p.window, &decided, e.now())
+            .await?
+    };
     let mut groups: BTreeMap<(String, Period), Vec<HostRecord>> = BTreeMap::new();
     for h in candidates {
         let period = h.effective_policy().period;

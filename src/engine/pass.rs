@@ -94,6 +94,13 @@ impl PassReport {
 }
 
 /// State shared by the tasks of one pass.
+/// An open attempt, the outcome a dry run found for it, and each host's result.
+pub(crate) type DryDecision = (
+    crate::store::Attempt,
+    crate::domain::protocol::AttemptOutcome,
+    Vec<crate::domain::protocol::HostDecision>,
+);
+
 pub(crate) struct PassCtx {
     pub(crate) window: DateTime<Utc>,
     /// A dry run: read and decide as the real pass would, write and send nothing.
@@ -105,6 +112,9 @@ pub(crate) struct PassCtx {
     report: Mutex<PassReport>,
     written: Mutex<Vec<i64>>,
     worked: Mutex<Vec<i64>>,
+    /// A dry run's decisions on open attempts (not recorded): the hosts they free are chosen
+    /// in step 2 as the real pass, which records them, will choose them.
+    dry_decided: Mutex<Vec<DryDecision>>,
     /// Managed hosts per region, and how many this pass has seen disappear.
     managed: HashMap<String, usize>,
     gone: Mutex<HashMap<String, usize>>,
@@ -136,6 +146,7 @@ impl PassCtx {
             }),
             written: Mutex::new(Vec::new()),
             worked: Mutex::new(Vec::new()),
+            dry_decided: Mutex::new(Vec::new()),
         }))
     }
 
@@ -162,6 +173,22 @@ impl PassCtx {
         }
         *seen += n;
         true
+    }
+
+    /// Notes a decision a dry run reached on an open attempt and did not record.
+    pub(crate) fn dry_decided(&self, d: DryDecision) {
+        self.dry_decided
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
+    }
+
+    /// The decisions noted by [`PassCtx::dry_decided`], in attempt order.
+    pub(crate) fn take_dry_decided(&self) -> Vec<DryDecision> {
+        let mut v =
+            std::mem::take(&mut *self.dry_decided.lock().unwrap_or_else(|p| p.into_inner()));
+        v.sort_by_key(|(a, _, _)| a.attempt_id);
+        v
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut PassReport) -> R) -> R {

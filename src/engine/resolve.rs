@@ -85,6 +85,9 @@ async fn one(
     let decision = decide_unanswered(&facts, seen);
     tracing::debug!(attempt = a.attempt_id, client_token = %a.client_token, ?decision, "resolving an open attempt");
     if p.dry {
+        if let Decision::Decide { outcome, hosts, .. } = &decision {
+            p.dry_decided((a.clone(), *outcome, hosts.clone()));
+        }
         if decision == Decision::Resend && !a.blocked && may_resend(e, p, &a, seen).await? {
             p.with(|r| {
                 r.planned_resends.push(crate::engine::pass::PlannedResend {

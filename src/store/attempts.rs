@@ -482,8 +482,23 @@ impl Store {
         v: &Verdict<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now_s = to_db(now);
         let mut tx = self.begin().await?;
+        if !self.decide_in(&mut tx, attempt, v, now).await? {
+            return Ok(false);
+        }
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    /// [`Store::decide`] inside `tx`.
+    async fn decide_in(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        attempt: &Attempt,
+        v: &Verdict<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_s = to_db(now);
         let done = sqlx::query(
             "INSERT INTO attempt_outcomes (attempt_id, finished_at, outcome, http_status, code, message, request_id)
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (attempt_id) DO NOTHING",
@@ -495,7 +510,7 @@ impl Store {
         .bind(v.answer.code.as_deref())
         .bind(v.answer.message.as_deref())
         .bind(v.answer.request_id.as_deref())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(StoreError::sql("recording the attempt's outcome"))?;
         if done.rows_affected() == 0 {
@@ -503,10 +518,10 @@ impl Store {
         }
         sqlx::query("DELETE FROM attempt_open WHERE attempt_id = ?")
             .bind(attempt.attempt_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("closing the attempt"))?;
-        insert_host_outcomes(&mut tx, attempt.attempt_id, v.hosts, &now_s).await?;
+        insert_host_outcomes(tx, attempt.attempt_id, v.hosts, &now_s).await?;
         let closures: Vec<ClosureRow> = v
             .hosts
             .iter()
@@ -520,14 +535,14 @@ impl Store {
                 })
             })
             .collect();
-        insert_closures(&mut tx, &closures, &now_s).await?;
+        insert_closures(tx, &closures, &now_s).await?;
         let moves: Vec<(HostId, DateTime<Utc>)> = v
             .hosts
             .iter()
             .filter_map(|h| h.expiry_after.map(|t| (h.host.clone(), t)))
             .collect();
         let detail = format!("attempt {}", attempt.attempt_id);
-        self.follow_cloud(&mut tx, &moves, "renewal", &detail, &now_s)
+        self.follow_cloud(tx, &moves, "renewal", &detail, &now_s)
             .await?;
         for h in v.hosts.iter().filter(|h| h.outcome == HostOutcome::Lapsed) {
             sqlx::query(
@@ -535,12 +550,11 @@ impl Store {
             )
             .bind(h.host.as_str())
             .bind(to_db(h.cycle))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("recording a lapse"))?;
         }
-        self.notices_in(&mut tx, &v.notices, now).await?;
-        commit(tx).await?;
+        self.notices_in(tx, &v.notices, now).await?;
         Ok(true)
     }
 
@@ -800,29 +814,33 @@ impl Store {
     /// cloud last showed another cycle that is in its windows and open. Hosts with an attempt
     /// without an outcome are left to the resolution step. Ordered by region, id.
     pub async fn candidates(&self, window: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            rows_select!(),
-            " WHERE h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
-                AND p.renewal_status = 'AutoRenewal'
-                AND NOT EXISTS (SELECT 1 FROM attempt_open ao JOIN attempt_hosts ah ON ah.attempt_id = ao.attempt_id
-                                WHERE ah.host_id = h.host_id)
-                AND (
-                  (h.first_window <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
-                   AND NOT EXISTS (", failed_in_window!("h.expired_time"), "))
-                  OR (EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
-                      AND (h.cloud_read_window IS NULL OR h.cloud_read_window <> ?1))
-                  OR (h.cloud_first_window <= ?1 AND h.cloud_expired_time <> h.expired_time
-                   AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.cloud_expired_time)
-                   AND NOT EXISTS (", failed_in_window!("h.cloud_expired_time"), "))
-                )
-              ORDER BY h.region_id, h.host_id"
-        ))
-        .bind(to_db(window))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("selecting the hosts to look at"))?;
-        rows.iter().map(HostRecord::from_row).collect()
+        candidates_on(&self.pool, window).await
+    }
+
+    /// The hosts [`Store::candidates`] would return once these decisions were recorded: they
+    /// are applied in a transaction that is rolled back, so nothing is written. A dry run uses
+    /// it to choose hosts exactly as the real pass will after deciding the open attempts.
+    pub async fn candidates_after(
+        &self,
+        window: DateTime<Utc>,
+        decided: &[(Attempt, AttemptOutcome, Vec<HostDecision>)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<HostRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        for (attempt, outcome, hosts) in decided {
+            let v = Verdict {
+                outcome: *outcome,
+                answer: AnswerRecord::default(),
+                hosts,
+                notices: Vec::new(),
+            };
+            self.decide_in(&mut tx, attempt, &v, now).await?;
+        }
+        let out = candidates_on(&mut *tx, window).await;
+        tx.rollback()
+            .await
+            .map_err(StoreError::sql("rolling back a dry run's decisions"))?;
+        out
     }
 
     /// For each host: its closed cycles, the cycles that failed definitively in `window`, and the
@@ -1174,6 +1192,36 @@ async fn insert_host_outcomes(
             .map_err(StoreError::sql("recording host outcomes"))?;
     }
     Ok(())
+}
+
+/// The candidates query, on the pool or inside a transaction.
+async fn candidates_on<'c, E>(exec: E, window: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let rows = sqlx::query(concat!(
+            rows_select!(),
+            " WHERE h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
+                AND p.renewal_status = 'AutoRenewal'
+                AND NOT EXISTS (SELECT 1 FROM attempt_open ao JOIN attempt_hosts ah ON ah.attempt_id = ao.attempt_id
+                                WHERE ah.host_id = h.host_id)
+                AND (
+                  (h.first_window <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
+                   AND NOT EXISTS (", failed_in_window!("h.expired_time"), "))
+                  OR (EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
+                      AND (h.cloud_read_window IS NULL OR h.cloud_read_window <> ?1))
+                  OR (h.cloud_first_window <= ?1 AND h.cloud_expired_time <> h.expired_time
+                   AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.cloud_expired_time)
+                   AND NOT EXISTS (", failed_in_window!("h.cloud_expired_time"), "))
+                )
+              ORDER BY h.region_id, h.host_id"
+        ))
+        .bind(to_db(window))
+        .fetch_all(exec)
+        .await
+        .map_err(StoreError::sql("selecting the hosts to look at"))?;
+    rows.iter().map(HostRecord::from_row).collect()
 }
 
 #[cfg(test)]

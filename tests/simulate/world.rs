@@ -238,10 +238,13 @@ impl World {
         store.close().await;
     }
 
-    /// Waits until the emulator processes no renewal (delays are bounded, so this ends).
+    /// Waits until nothing is on the wire: every connection closed and every request that
+    /// arrived processed (delays and hangs are bounded, so this ends). A killed pass can leave a
+    /// request in flight that reaches the emulator only later; the next event starts after it.
     async fn wait_idle(&mut self) {
         let until = Instant::now() + Duration::from_secs(10);
-        while self.emu.with_state(|s| s.processing("RenewDedicatedHosts")) > 0 {
+        while !self.emu.quiet() || self.emu.with_state(|s| s.processing("RenewDedicatedHosts")) > 0
+        {
             if Instant::now() > until {
                 self.violations
                     .push("the emulator never finished a renewal".into());
@@ -507,10 +510,68 @@ impl World {
             real.resolved.iter().map(|a| a.attempt_id).collect();
         self.stats.dry_runs += 1;
         self.stats.dry_sends += (planned.len() + planned_resends.len()) as u64;
-        if planned != sent || !planned_resends.is_subset(&resent) {
+        // A re-send's answer cannot be known in advance (the cloud replays what the lost
+        // request got: a refusal frees its hosts for a new attempt, an acceptance may make
+        // a short period due again). When one went out, the hosts of re-sent attempts may
+        // join new attempts the dry run could not plan; every other host must be planned
+        // exactly as sent.
+        let answered: std::collections::BTreeSet<&str> = real
+            .resolved
+            .iter()
+            .filter(|a| planned_resends.contains(&a.attempt_id))
+            .flat_map(|a| a.hosts.iter().map(String::as_str))
+            .collect();
+        let agree = if answered.is_empty() {
+            planned == sent
+        } else {
+            let planned_hosts: std::collections::BTreeSet<&str> = dry
+                .planned
+                .iter()
+                .flat_map(|a| a.hosts.iter().map(|(h, _)| h.as_str()))
+                .collect();
+            let sent_hosts: std::collections::BTreeSet<&str> = real
+                .attempts
+                .iter()
+                .flat_map(|a| a.hosts.iter().map(String::as_str))
+                .filter(|h| !answered.contains(h))
+                .collect();
+            planned_hosts == sent_hosts
+        };
+        if !agree || !planned_resends.is_subset(&resent) {
+            let extra: Vec<String> = real
+                .attempts
+                .iter()
+                .filter(|a| !planned.contains(a.client_token.as_str()))
+                .map(|a| {
+                    format!(
+                        "{} {} [{}] {}",
+                        a.attempt_id,
+                        a.client_token,
+                        a.hosts.join(","),
+                        a.outcome
+                    )
+                })
+                .collect();
+            let resolved: Vec<String> = real
+                .resolved
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} [{}] {} sends {}",
+                        a.attempt_id,
+                        a.hosts.join(","),
+                        a.outcome,
+                        a.sends
+                    )
+                })
+                .collect();
             self.violations.push(format!(
-                "at {}: the dry run planned {planned:?} and re-sends {planned_resends:?}; the real pass sent {sent:?} and worked on {resent:?}",
-                p.cloud_at
+                "at {}: the dry run planned {planned:?} and re-sends {planned_resends:?}; the real pass sent {sent:?} and worked on {resent:?}; \
+                 not planned: {extra:?}; resolved: {resolved:?}; dry skipped {:?}, dry undecided {:?}, dry blocked {:?}",
+                p.cloud_at,
+                dry.skipped.iter().map(|s| format!("{}: {}", s.host_id, s.detail)).collect::<Vec<_>>(),
+                dry.undecided,
+                dry.blocked,
             ));
         }
     }
