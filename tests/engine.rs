@@ -256,6 +256,36 @@ dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
         "{text}"
     );
     common::promtool_check(&text);
+    // Every metric the shipped alerts and dashboard name is one this scrape exports.
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for file in [
+        "contrib/prometheus/ddh-renewd.rules.yml",
+        "contrib/grafana/ddh-renewd.json",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let body = std::fs::read_to_string(&path).unwrap();
+        let mut named = 0;
+        for (at, _) in body.match_indices("ddh_renewd_") {
+            let name: String = body[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(f)))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "{file} names {name}, which /metrics does not export"
+            );
+            named += 1;
+        }
+        assert!(named > 10, "{file}: only {named} metric names found");
+    }
 }
 
 #[test]

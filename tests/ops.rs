@@ -121,6 +121,13 @@ fn metrics_and_health_after_a_simulated_run() {
         "ddh_renewd_api_errors_total{action=\"RenewDedicatedHosts\",code=\"InsufficientBalance\"}",
         "ddh_renewd_api_request_duration_seconds_bucket{action=\"DescribeDedicatedHosts\",le=\"+Inf\"}",
         "ddh_renewd_build_info{version=",
+        // Every kind and (trigger, result) is written, zero included, so that `increase()` in
+        // the shipped alerts sees the first one.
+        "ddh_renewd_notices_total{kind=\"lapsed\"} 0",
+        "ddh_renewd_window_runs_total{trigger=\"cron\",result=\"config_error\"} 0",
+        "ddh_renewd_health_problem{problem=\"config_error\"} 0",
+        "ddh_renewd_health_problem{problem=\"blocked_attempt\"} 0",
+        "ddh_renewd_last_window_timestamp_seconds 1796169600",
     ] {
         assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
     }
@@ -149,6 +156,14 @@ fn metrics_and_health_after_a_simulated_run() {
         body.contains("configuration error: SignatureDoesNotMatch"),
         "{body}"
     );
+    let (_, text) = get(rt, &format!("http://{addr}/metrics"));
+    for want in [
+        "ddh_renewd_healthy 0",
+        "ddh_renewd_health_problem{problem=\"config_error\"} 1",
+        "ddh_renewd_health_problem{problem=\"missed_window\"} 0",
+    ] {
+        assert!(text.contains(want), "/metrics lacks {want:?}:\n{text}");
+    }
     health.record_pass("2026-12-03T00:00:00Z", "ok", None);
     let (_, body) = get(rt, &format!("http://{addr}/healthz"));
     assert!(
@@ -180,6 +195,10 @@ fn a_missed_window_makes_the_daemon_unhealthy_until_it_runs() {
         !r.healthy && r.reasons[0].starts_with("missed window"),
         "{r:?}"
     );
+    assert_eq!(
+        r.problems.iter().copied().collect::<Vec<_>>(),
+        [ddh_renewd::ops::health::Problem::MissedWindow]
+    );
     let window = schedule.window_at_or_before(now);
     rt.block_on(store.record_window_run(&ddh_renewd::store::WindowRun {
         window_at: ddh_renewd::domain::time::to_db(window),
@@ -196,6 +215,6 @@ fn a_missed_window_makes_the_daemon_unhealthy_until_it_runs() {
     }))
     .unwrap();
     let r = rt.block_on(health.report(&store, &schedule, now));
-    assert!(r.healthy, "{r:?}");
+    assert!(r.healthy && r.problems.is_empty(), "{r:?}");
     rt.block_on(store.close());
 }

@@ -27,9 +27,42 @@ struct Inner {
     sync_max_age: Option<std::time::Duration>,
 }
 
+/// The kinds of problem `/healthz` reports (`ddh_renewd_health_problem{problem}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Problem {
+    ConfigError,
+    MissedWindow,
+    InventoryStale,
+    BlockedAttempt,
+    DatabaseUnreadable,
+}
+
+impl Problem {
+    pub const ALL: &'static [Self] = &[
+        Self::ConfigError,
+        Self::MissedWindow,
+        Self::InventoryStale,
+        Self::BlockedAttempt,
+        Self::DatabaseUnreadable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigError => "config_error",
+            Self::MissedWindow => "missed_window",
+            Self::InventoryStale => "inventory_stale",
+            Self::BlockedAttempt => "blocked_attempt",
+            Self::DatabaseUnreadable => "database_unreadable",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct HealthReport {
     pub healthy: bool,
+    /// The kinds of `reasons`, for `/metrics`.
+    #[serde(skip)]
+    pub problems: std::collections::BTreeSet<Problem>,
     pub status: &'static str,
     pub reasons: Vec<String>,
     pub last_pass: Option<String>,
@@ -76,32 +109,47 @@ impl Health {
             )
         };
         let mut reasons = Vec::new();
+        let mut problems = std::collections::BTreeSet::new();
         if let Some(e) = config_error {
+            problems.insert(Problem::ConfigError);
             reasons.push(format!("configuration error: {e}"));
         }
         let window = schedule.window_at_or_before(now);
         if now > window + Duration::minutes(MISSED_GRACE_MINUTES) {
             match store.window_was_run(window).await {
                 Ok(true) => {}
-                Ok(false) => reasons.push(format!("missed window: {} was not run", to_db(window))),
-                Err(e) => reasons.push(format!("cannot read the database: {e}")),
+                Ok(false) => {
+                    problems.insert(Problem::MissedWindow);
+                    reasons.push(format!("missed window: {} was not run", to_db(window)));
+                }
+                Err(e) => {
+                    problems.insert(Problem::DatabaseUnreadable);
+                    reasons.push(format!("cannot read the database: {e}"));
+                }
             }
         }
         let last_sync = store.last_sync().await.ok().flatten();
         if let Some(max) = sync_max_age {
             let max = Duration::from_std(max).unwrap_or(Duration::MAX);
             match last_sync {
-                None => reasons.push("the inventory was never synced from the cloud".to_owned()),
-                Some(t) if now - t > max => reasons.push(format!(
-                    "the inventory was last synced at {}, longer ago than [sync] max_age",
-                    to_db(t)
-                )),
+                None => {
+                    problems.insert(Problem::InventoryStale);
+                    reasons.push("the inventory was never synced from the cloud".to_owned());
+                }
+                Some(t) if now - t > max => {
+                    problems.insert(Problem::InventoryStale);
+                    reasons.push(format!(
+                        "the inventory was last synced at {}, longer ago than [sync] max_age",
+                        to_db(t)
+                    ));
+                }
                 Some(_) => {}
             }
         }
         match store.undecided_attempts().await {
             Ok(list) => {
                 for a in list.iter().filter(|a| a.blocked_reason.is_some()) {
+                    problems.insert(Problem::BlockedAttempt);
                     reasons.push(format!(
                         "blocked attempt {} (ClientToken {}) on {} needs attention: see `ddh-renewd attempts list --blocked`",
                         a.attempt_id,
@@ -110,11 +158,15 @@ impl Health {
                     ));
                 }
             }
-            Err(e) => reasons.push(format!("cannot read the database: {e}")),
+            Err(e) => {
+                problems.insert(Problem::DatabaseUnreadable);
+                reasons.push(format!("cannot read the database: {e}"));
+            }
         }
         let healthy = reasons.is_empty();
         HealthReport {
             healthy,
+            problems,
             status: if healthy { "ok" } else { "unhealthy" },
             reasons,
             last_pass: last.map(|(w, r)| format!("{w} {r}")),

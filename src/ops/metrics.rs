@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::OpsState;
+use super::health::Problem;
 use crate::domain::plan::{HostHistory, plan_host};
+use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::ecs::client::LATENCY_BUCKETS;
 use crate::store::StoreError;
 
@@ -63,12 +65,21 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     trail(s, &mut o).await?;
     client(s, &mut o);
     o.family("healthy", "gauge", "1 if /healthz is ok, else 0.");
-    let healthy = s
-        .health
-        .report(&s.store, &s.schedule, s.clock.now())
-        .await
-        .healthy;
-    o.sample("healthy", &[], f64::from(u8::from(healthy)));
+    let health = s.health.report(&s.store, &s.schedule, s.clock.now()).await;
+    o.sample("healthy", &[], f64::from(u8::from(health.healthy)));
+    o.family(
+        "health_problem",
+        "gauge",
+        "1 while /healthz reports a problem of this kind, else 0.",
+    );
+    for p in Problem::ALL {
+        let on = health.problems.contains(p);
+        o.sample(
+            "health_problem",
+            &[("problem", p.as_str())],
+            f64::from(u8::from(on)),
+        );
+    }
     o.family(
         "build_info",
         "gauge",
@@ -173,16 +184,32 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
         "counter",
         "Window passes by trigger and result.",
     );
+    // Every known label value is written, zero included: `increase()` cannot see the first
+    // occurrence of a series that appears only when it is already 1.
+    let mut runs: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for t in Trigger::ALL {
+        for r in PassResult::ALL {
+            runs.insert((t.as_str(), r.as_str()), 0);
+        }
+    }
     for (trigger, result, n) in &c.window_runs {
+        *runs.entry((trigger.as_str(), result.as_str())).or_default() += n;
+    }
+    for ((trigger, result), n) in runs {
         o.sample(
             "window_runs_total",
             &[("trigger", trigger), ("result", result)],
-            *n as f64,
+            n as f64,
         );
     }
     o.family("notices_total", "counter", "Notices recorded, by kind.");
+    let mut notices: BTreeMap<&str, i64> =
+        NoticeKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     for (kind, n) in &c.notices {
-        o.sample("notices_total", &[("kind", kind)], *n as f64);
+        *notices.entry(kind.as_str()).or_default() += n;
+    }
+    for (kind, n) in notices {
+        o.sample("notices_total", &[("kind", kind)], n as f64);
     }
     o.family(
         "last_sync_timestamp_seconds",
@@ -205,6 +232,40 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
         .and_then(|t| crate::domain::time::parse_instant(&t).ok())
         .map_or(0.0, |t| t.timestamp() as f64);
     o.sample("last_successful_window_timestamp_seconds", &[], last);
+    o.family(
+        "last_window_timestamp_seconds",
+        "gauge",
+        "Window of the last pass that ran to its end, whatever its result (Unix time; 0 if none).",
+    );
+    let ran = c
+        .last_window
+        .and_then(|t| crate::domain::time::parse_instant(&t).ok())
+        .map_or(0.0, |t| t.timestamp() as f64);
+    o.sample("last_window_timestamp_seconds", &[], ran);
+    o.family(
+        "notice_delivery_failures_total",
+        "counter",
+        "Notice delivery tries that failed, by channel.",
+    );
+    for (channel, failed, _) in &c.deliveries {
+        o.sample(
+            "notice_delivery_failures_total",
+            &[("channel", channel)],
+            *failed as f64,
+        );
+    }
+    o.family(
+        "notices_undelivered",
+        "gauge",
+        "Notices tried at least once and not yet delivered, by channel (retried with backoff).",
+    );
+    for (channel, _, waiting) in &c.deliveries {
+        o.sample(
+            "notices_undelivered",
+            &[("channel", channel)],
+            *waiting as f64,
+        );
+    }
     Ok(())
 }
 

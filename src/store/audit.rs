@@ -93,6 +93,10 @@ pub struct TrailCounts {
     pub notices: Vec<(String, i64)>,
     /// The window of the last pass that ended ok.
     pub last_ok_window: Option<String>,
+    /// The window of the last pass that ran to its end, whatever its result.
+    pub last_window: Option<String>,
+    /// Per notice channel: delivery tries that failed, and notices tried but not yet delivered.
+    pub deliveries: Vec<(String, i64, i64)>,
 }
 
 impl Store {
@@ -121,6 +125,13 @@ impl Store {
             .fetch_one(&self.pool)
             .await
             .map_err(&e)?,
+            last_window: sqlx::query_scalar(
+                "SELECT max(window_at) FROM window_runs WHERE result <> 'interrupted'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(&e)?,
+            deliveries: self.delivery_counts().await?,
         })
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod rows;
 pub mod attempts;
 mod audit;
+pub mod deliveries;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
