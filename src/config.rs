@@ -18,6 +18,9 @@ use crate::domain::Schedule;
 /// Where `--config` falls back to when neither the flag nor `$DDH_RENEWD_CONFIG` is set.
 pub const SYSTEM_CONFIG: &str = "/etc/ddh-renewd/ddh-renewd.toml";
 
+mod channels;
+pub use channels::{ChannelConfig, ChannelKind, PLACEHOLDERS, Secret, SmtpConfig, SmtpTls};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -109,6 +112,7 @@ struct RawCredentials {
 struct RawNotify {
     webhook_url: Option<String>,
     reminder_days: Option<Vec<i64>>,
+    channel: Vec<channels::RawChannel>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +222,9 @@ pub struct CredentialsConfig {
 pub struct NotifyConfig {
     pub webhook_url: SecretUrl,
     pub reminder_days: Vec<u32>,
+    /// Every channel notices are delivered to: `webhook_url` (as channel "webhook") and each
+    /// `[[notify.channel]]`.
+    pub channels: Vec<ChannelConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -504,6 +511,9 @@ impl Config {
             }
         };
 
+        let legacy = (!webhook_url.is_empty()).then(|| SecretUrl(webhook_url.clone()));
+        let channels = channels::validate(n.channel, legacy)?;
+
         let listen_raw = raw
             .metrics
             .listen
@@ -547,6 +557,7 @@ impl Config {
             notify: NotifyConfig {
                 webhook_url: SecretUrl(webhook_url),
                 reminder_days,
+                channels,
             },
             metrics: MetricsConfig { listen },
             sync: {

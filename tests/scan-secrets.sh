@@ -9,6 +9,8 @@ secrets=(
   wrong-secret-do-not-print         # the wrong secret of tests/sync.rs
   file-secret-value                 # the key-file secret of tests/config.rs
   SECRET-TOKEN                      # the webhook token of tests/config.rs
+  T0KEN-9f3a                        # the robot tokens of tests/notify.rs
+  s3cret-9f3a                       # their signing secrets and the SMTP password
 )
 mapfile -t files < <(find "$dir" -type f \( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' -o -name '*.log' \))
 if [ "${#files[@]}" -eq 0 ]; then

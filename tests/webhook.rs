@@ -12,7 +12,7 @@ use axum::routing::post;
 use chrono::{Duration, Utc};
 use ddh_renewd::config::Config;
 use ddh_renewd::domain::protocol::NoticeKind;
-use ddh_renewd::ops::webhook::Webhook;
+use ddh_renewd::ops::notify::Notifier;
 use ddh_renewd::store::{NoticeRow, Store};
 use serde_json::Value;
 
@@ -32,9 +32,10 @@ async fn receive(State(seen): State<Seen>, headers: HeaderMap, body: String) -> 
     "ok"
 }
 
-fn webhook_url(port: u16) -> ddh_renewd::config::SecretUrl {
+fn webhook(port: u16) -> Notifier {
     let text = format!("[notify]\nwebhook_url = \"http://127.0.0.1:{port}/hooks/T0KEN-s3cret\"\n");
-    Config::parse(&text, "test").unwrap().notify.webhook_url
+    let channels = Config::parse(&text, "test").unwrap().notify.channels;
+    Notifier::new(channels, std::time::Duration::from_secs(2)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,7 +65,7 @@ async fn receiver_down_then_up_nothing_lost_nothing_twice() {
         .local_addr()
         .unwrap()
         .port();
-    let hook = Webhook::new(webhook_url(port), std::time::Duration::from_secs(2)).unwrap();
+    let hook = webhook(port);
 
     let r = hook.deliver_pending(&store, now).await.unwrap();
     assert_eq!((r.delivered, r.failed), (0, 6), "receiver down: {r:?}");
@@ -101,7 +102,7 @@ async fn receiver_down_then_up_nothing_lost_nothing_twice() {
 
     // A restart: a new store and a new deliverer send nothing again.
     let store = Store::open(&db, Default::default()).await.unwrap();
-    let hook = Webhook::new(webhook_url(port), std::time::Duration::from_secs(2)).unwrap();
+    let hook = webhook(port);
     let r = hook
         .deliver_pending(&store, now + Duration::hours(3))
         .await

@@ -8,6 +8,7 @@ mod config_cmd;
 mod demo;
 mod emulator;
 mod hosts;
+mod notify;
 mod output;
 mod plan;
 mod policy;
@@ -73,6 +74,9 @@ pub enum Command {
     /// The audit trail: attempts, policies, notices, windows.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Notice channels: send a sample notice through each and see what it answered.
+    #[command(subcommand)]
+    Notify(notify::NotifyCmd),
     /// Refresh the inventory from DescribeDedicatedHosts / DescribeDedicatedHostAutoRenew.
     Sync(sync::SyncArgs),
     /// Validate the config and print the effective values (secrets redacted).
@@ -131,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Renew(args) => tick::renew(&config, &args).await,
         Command::Audit(cmd) => audit::run(&config, cmd).await,
         Command::Attempts(cmd) => attempts::run(&config, cmd).await,
+        Command::Notify(cmd) => notify::run(&config, cmd).await,
         Command::CheckConfig(args) => config_cmd::run(&config, &args).await,
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))

@@ -29,21 +29,21 @@ pub async fn run(config: &Config) -> Result<()> {
             ))
         })?;
     tracing::info!(%addr, "metrics and health listening (/metrics, /healthz)");
-    let deliveries = if config.notify.webhook_url.is_empty() {
+    let deliveries = if config.notify.channels.is_empty() {
         None
     } else {
-        let hook = crate::ops::webhook::Webhook::new(
-            config.notify.webhook_url.clone(),
-            config.ecs.timeout,
-        )
-        .map_err(Error::Runtime)?;
+        let notifier =
+            crate::ops::notify::Notifier::new(config.notify.channels.clone(), config.ecs.timeout)
+                .map_err(Error::Runtime)?;
+        for c in notifier.channels() {
+            tracing::info!(channel = %c.name, kind = c.kind.as_str(), receiver = %c.url, "delivering notices to this channel");
+        }
         let store = store.clone();
-        tracing::info!(webhook = %config.notify.webhook_url, "delivering notices to the webhook");
         Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 every.tick().await;
-                if let Err(e) = hook.deliver_pending(&store, chrono::Utc::now()).await {
+                if let Err(e) = notifier.deliver_pending(&store, chrono::Utc::now()).await {
                     tracing::error!(error = %e, "notice delivery failed");
                 }
             }

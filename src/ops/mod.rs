@@ -3,8 +3,8 @@
 
 pub mod health;
 pub mod metrics;
+pub mod notify;
 pub mod systemd;
-pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
