@@ -307,3 +307,51 @@ dh-here-only,cn-hangzhou,2027-01-10T16:00Z,PrePaid,AutoRenewal
         r.stdout
     );
 }
+
+/// A system without CA certificates (a minimal container): plain http to a loopback endpoint
+/// needs none and works; an https endpoint fails at once with the cause and the fix.
+#[test]
+fn no_ca_certificates_loopback_works_https_says_what_to_install() {
+    let cloud = Cloud::start();
+    cloud.add(fleet(3));
+    let mut env = cloud.env("");
+    let empty = env.path("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    env.set_env("SSL_CERT_FILE", empty.join("none.pem").to_str().unwrap());
+    env.set_env("SSL_CERT_DIR", empty.to_str().unwrap());
+    let report = env.json(&["sync", "--json"]);
+    let added: u64 = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["added"].as_u64().unwrap())
+        .sum();
+    assert_eq!(added, 6, "{report}");
+
+    let cfg = env.write(
+        "https.toml",
+        &format!(
+            "[database]\npath = {:?}\n[ecs]\nendpoint = \"https://ecs.cn-hangzhou.aliyuncs.com\"\nregions = [\"cn-hangzhou\"]\n",
+            env.db.display().to_string()
+        ),
+    );
+    let out = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("sync")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", common::TEST_SECRET)
+        .env("SSL_CERT_FILE", empty.join("none.pem"))
+        .env("SSL_CERT_DIR", &empty)
+        .output()
+        .unwrap();
+    let run = common::Run::from_output(out);
+    assert_eq!(run.code, 2, "a setup problem: {}", run.stderr);
+    assert!(
+        run.stderr.contains("no usable CA certificates")
+            && run.stderr.contains("apt-get install ca-certificates")
+            && run.stderr.contains("SSL_CERT_FILE"),
+        "{}",
+        run.stderr
+    );
+}

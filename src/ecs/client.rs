@@ -129,6 +129,30 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// Why an HTTP client could not be built, with the cause and the fix. The usual cause is a system
+/// without CA certificates: the TLS verifier has nothing to check the endpoint's certificate with.
+pub fn http_client_error(e: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if chain.last() != Some(&text) {
+            chain.push(text);
+        }
+        source = err.source();
+    }
+    let detail = chain.join(": ");
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("root") || lower.contains("verifier") {
+        format!(
+            "cannot build the HTTP client: no usable CA certificates to verify TLS servers with ({detail}). \
+             Install them (Debian/Ubuntu: apt-get install ca-certificates) or set SSL_CERT_FILE to a PEM bundle"
+        )
+    } else {
+        format!("cannot build the HTTP client: {detail}")
+    }
+}
+
 impl EcsClient {
     pub fn new(opts: &ClientOptions, creds: Credentials) -> Result<Self, EcsError> {
         let endpoint = match opts.endpoint.trim_end_matches('/') {
@@ -152,14 +176,23 @@ impl EcsClient {
             }
         };
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .read_timeout(opts.timeout.min(Duration::from_secs(15)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
+            .user_agent(USER_AGENT);
+        if endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            // Plain http on loopback (checked above) never uses TLS, and redirects are not
+            // followed: it needs no CA certificates, which a minimal system may not have.
+            builder = builder.tls_certs_only([]);
+        }
+        let http = builder
             .build()
-            .map_err(|e| EcsError::Setup(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| EcsError::Setup(http_client_error(&e)))?;
         Ok(Self {
             http,
             creds,

@@ -87,7 +87,12 @@ impl Notifier {
             // A robot's URL is configured; a redirect would carry the notice somewhere else.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the notice HTTP client: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "notice channels: {}",
+                    crate::ecs::client::http_client_error(&e)
+                )
+            })?;
         Ok(Self {
             channels,
             http,
