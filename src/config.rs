@@ -105,6 +105,19 @@ struct RawCredentials {
     source: Option<String>,
     file: Option<PathBuf>,
     profile: Option<String>,
+    base_source: Option<String>,
+    role_name: Option<String>,
+    metadata_endpoint: Option<String>,
+    role_arn: Option<String>,
+    role_session_name: Option<String>,
+    duration_seconds: Option<i64>,
+    external_id: Option<String>,
+    policy: Option<String>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    oidc_provider_arn: Option<String>,
+    oidc_token_file: Option<PathBuf>,
+    uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,12 +214,58 @@ pub struct EcsConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum CredentialSource {
     Env,
     File,
     Systemd,
     Profile,
+    EcsRamRole,
+    RamRoleArn,
+    OidcRoleArn,
+    CredentialsUri,
+    Default,
+}
+
+impl CredentialSource {
+    pub const ALL: &[(&str, CredentialSource)] = &[
+        ("env", Self::Env),
+        ("file", Self::File),
+        ("systemd", Self::Systemd),
+        ("profile", Self::Profile),
+        ("ecs_ram_role", Self::EcsRamRole),
+        ("ram_role_arn", Self::RamRoleArn),
+        ("oidc_role_arn", Self::OidcRoleArn),
+        ("credentials_uri", Self::CredentialsUri),
+        ("default", Self::Default),
+    ];
+
+    fn parse(s: &str, key: &'static str, only_static: bool) -> Result<Self, ConfigError> {
+        let valid: Vec<&str> = Self::ALL
+            .iter()
+            .filter(|(_, v)| !only_static || v.is_static())
+            .map(|(n, _)| *n)
+            .collect();
+        Self::ALL
+            .iter()
+            .find(|(n, v)| *n == s && (!only_static || v.is_static()))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "{} is not a credential source here; valid values: {}",
+                        crate::domain::error::quote(s),
+                        valid.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// An AccessKey read once: env, file, systemd, profile.
+    pub fn is_static(self) -> bool {
+        matches!(self, Self::Env | Self::File | Self::Systemd | Self::Profile)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,6 +275,56 @@ pub struct CredentialsConfig {
     pub file: Option<PathBuf>,
     /// aliyun CLI profile name for `source = "profile"`.
     pub profile: String,
+    /// Where `ram_role_arn` gets the key it assumes the role with (env, file, systemd, profile).
+    pub base_source: CredentialSource,
+    /// `ecs_ram_role`: the instance's role name; discovered from the metadata service if unset.
+    pub role_name: Option<String>,
+    /// The instance metadata service (tests point it at the emulator).
+    pub metadata_endpoint: String,
+    /// `ram_role_arn` / `oidc_role_arn`: the role to assume ($ALIBABA_CLOUD_ROLE_ARN if unset).
+    pub role_arn: Option<String>,
+    pub role_session_name: Option<String>,
+    /// Lifetime asked of STS, 900 to 43200 seconds.
+    pub duration_seconds: u32,
+    pub external_id: Option<String>,
+    /// An inline RAM policy that narrows the assumed role's permissions.
+    pub policy: Option<String>,
+    pub sts_endpoint: String,
+    pub oidc_provider_arn: Option<String>,
+    pub oidc_token_file: Option<PathBuf>,
+    /// `credentials_uri` ($ALIBABA_CLOUD_CREDENTIALS_URI if unset). Shown without its query.
+    #[serde(serialize_with = "ser_uri")]
+    pub uri: Option<String>,
+}
+
+fn ser_uri<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => s.serialize_some(&crate::ecs::provider::redact_url(u)),
+        None => s.serialize_none(),
+    }
+}
+
+impl CredentialsConfig {
+    /// The defaults for `source`.
+    pub fn new(source: CredentialSource) -> Self {
+        Self {
+            source,
+            file: None,
+            profile: "default".into(),
+            base_source: CredentialSource::Env,
+            role_name: None,
+            metadata_endpoint: crate::ecs::provider::DEFAULT_METADATA_ENDPOINT.into(),
+            role_arn: None,
+            role_session_name: None,
+            duration_seconds: 3600,
+            external_id: None,
+            policy: None,
+            sts_endpoint: crate::ecs::provider::DEFAULT_STS_ENDPOINT.into(),
+            oidc_provider_arn: None,
+            oidc_token_file: None,
+            uri: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -459,21 +568,19 @@ impl Config {
         let batch_size = int_in(e.batch_size, 100, 1, 100, "ecs.batch_size")?;
 
         let c = raw.credentials;
-        let source = match c.source.as_deref().unwrap_or("env") {
-            "env" => CredentialSource::Env,
-            "file" => CredentialSource::File,
-            "systemd" => CredentialSource::Systemd,
-            "profile" => CredentialSource::Profile,
-            other => {
-                return Err(invalid(
-                    "credentials.source",
-                    format!(
-                        "{other:?} is not a credential source; valid values: env, file, systemd, profile"
-                    ),
-                ));
-            }
-        };
-        if source == CredentialSource::File && c.file.is_none() {
+        let source = CredentialSource::parse(
+            c.source.as_deref().unwrap_or("env"),
+            "credentials.source",
+            false,
+        )?;
+        let base_source = CredentialSource::parse(
+            c.base_source.as_deref().unwrap_or("env"),
+            "credentials.base_source",
+            true,
+        )?;
+        let uses_file = source == CredentialSource::File
+            || (source == CredentialSource::RamRoleArn && base_source == CredentialSource::File);
+        if uses_file && c.file.is_none() {
             return Err(invalid(
                 "credentials.file",
                 "required when credentials.source = \"file\" (path to the key file)",
@@ -549,11 +656,7 @@ impl Config {
                 batch_size,
                 takeover: e.takeover.unwrap_or(false),
             },
-            credentials: CredentialsConfig {
-                source,
-                file: c.file,
-                profile: c.profile.unwrap_or_else(|| "default".to_owned()),
-            },
+            credentials: credentials_config(source, base_source, c)?,
             notify: NotifyConfig {
                 webhook_url: SecretUrl(webhook_url),
                 reminder_days,
@@ -591,6 +694,103 @@ fn zone(v: Option<&str>, default: Tz, key: &'static str) -> Result<Tz, ConfigErr
             )
         }),
     }
+}
+
+fn credentials_config(
+    source: CredentialSource,
+    base_source: CredentialSource,
+    c: RawCredentials,
+) -> Result<CredentialsConfig, ConfigError> {
+    let mut out = CredentialsConfig::new(source);
+    let url = |v: Option<String>,
+               key: &'static str,
+               http_any: bool|
+     -> Result<Option<String>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let u = reqwest::Url::parse(&v).map_err(|e| {
+            invalid(
+                key,
+                format!(
+                    "{} is not a URL: {e}",
+                    crate::domain::error::quote(&redact_userinfo(&v))
+                ),
+            )
+        })?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(invalid(key, "must not carry user info (user:password@)"));
+        }
+        let host = u.host_str().unwrap_or_default();
+        let loopback = is_loopback_host(host.trim_start_matches('[').trim_end_matches(']'));
+        match u.scheme() {
+            "https" => Ok(Some(v)),
+            "http" if http_any || loopback => Ok(Some(v)),
+            s => Err(invalid(
+                key,
+                format!("scheme {s} is refused; use https (plain http only for loopback)"),
+            )),
+        }
+    };
+    out.file = c.file;
+    out.profile = c.profile.unwrap_or_else(|| "default".to_owned());
+    out.base_source = base_source;
+    out.role_name = c.role_name.filter(|s| !s.is_empty());
+    if let Some(m) = url(c.metadata_endpoint, "credentials.metadata_endpoint", true)? {
+        out.metadata_endpoint = m;
+    }
+    out.role_arn = c.role_arn.filter(|s| !s.is_empty());
+    if let Some(arn) = &out.role_arn
+        && !arn.starts_with("acs:ram::")
+    {
+        return Err(invalid(
+            "credentials.role_arn",
+            "a RAM role ARN looks like \"acs:ram::<account id>:role/<role name>\"",
+        ));
+    }
+    out.role_session_name = c.role_session_name.filter(|s| !s.is_empty());
+    if let Some(n) = &out.role_session_name
+        && (n.len() < 2
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._@-".contains(ch)))
+    {
+        return Err(invalid(
+            "credentials.role_session_name",
+            "2 to 64 characters: letters, digits, '.', '_', '@' and '-'",
+        ));
+    }
+    out.duration_seconds = int_in(
+        c.duration_seconds,
+        3600,
+        900,
+        43_200,
+        "credentials.duration_seconds",
+    )?;
+    out.external_id = c.external_id.filter(|s| !s.is_empty());
+    out.policy = c.policy.filter(|s| !s.is_empty());
+    match (
+        url(c.sts_endpoint, "credentials.sts_endpoint", false)?,
+        c.sts_region,
+    ) {
+        (Some(e), _) => out.sts_endpoint = e,
+        (None, Some(r)) if !r.is_empty() => {
+            if !crate::domain::ids::valid_region(&r) {
+                return Err(invalid(
+                    "credentials.sts_region",
+                    "not a region id (e.g. \"cn-hangzhou\")",
+                ));
+            }
+            out.sts_endpoint = format!("https://sts.{r}.aliyuncs.com");
+        }
+        _ => {}
+    }
+    out.oidc_provider_arn = c.oidc_provider_arn.filter(|s| !s.is_empty());
+    out.oidc_token_file = c.oidc_token_file;
+    out.uri = url(c.uri, "credentials.uri", false)?;
+    if source == CredentialSource::RamRoleArn && out.role_arn.is_none() {
+        // $ALIBABA_CLOUD_ROLE_ARN may still give it; checked when the provider is built.
+    }
+    Ok(out)
 }
 
 fn int_in(

@@ -6,7 +6,8 @@ use serde_json::json;
 
 use super::output;
 use crate::config::Config;
-use crate::ecs::credentials;
+use crate::ecs::Provider;
+use crate::ecs::credentials::CredentialError;
 use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Args)]
@@ -37,25 +38,48 @@ async fn online_check(config: &Config) -> std::result::Result<String, crate::ecs
 
 pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
     let json = args.json;
-    let creds = credentials::load(&config.credentials, &|k| std::env::var(k).ok());
+    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok());
+    // Short-lived sources are asked once here, so that "ok" means credentials were obtained.
+    let creds = match &provider {
+        Ok(p) => p.credentials().await.map(|c| (p, c)),
+        Err(e) => Err(CredentialError::Fetch {
+            from: "config",
+            message: e.to_string(),
+        }),
+    };
     let status = match &creds {
-        Ok(c) => format!(
-            "ok ({:?} source, AccessKeyId {}{})",
-            config.credentials.source,
-            c.access_key_id,
-            if c.security_token.is_some() {
-                ", with STS token"
+        Ok((p, c)) => format!(
+            "ok (source {}, {}{}{})",
+            p.source_name(),
+            p.identity(),
+            if p.identity().starts_with("AccessKeyId") {
+                String::new()
             } else {
-                ""
+                format!(", temporary AccessKeyId {}", c.access_key_id)
+            },
+            match (p.expires(), c.security_token.is_some()) {
+                (Some(t), _) => format!(
+                    ", with STS token, expires {}",
+                    crate::domain::time::to_db(t)
+                ),
+                (None, true) => ", with STS token".to_owned(),
+                (None, false) => String::new(),
             }
         ),
-        Err(e) => format!("NOT USABLE: {e}"),
+        Err(e) => format!(
+            "NOT USABLE: {}",
+            provider
+                .as_ref()
+                .err()
+                .map_or_else(|| e.to_string(), ToString::to_string)
+        ),
     };
     let online = match (&creds, args.online) {
-        (Ok(c), true) => Some(match online_check(config).await {
+        (Ok((p, _)), true) => Some(match online_check(config).await {
             Ok(rid) => Ok(format!(
-                "ok: ECS accepted AccessKeyId {} in {} (DescribeDedicatedHosts, RequestId {rid})",
-                c.access_key_id, config.ecs.regions[0]
+                "ok: ECS accepted {} in {} (DescribeDedicatedHosts, RequestId {rid})",
+                p.identity(),
+                config.ecs.regions[0]
             )),
             Err(e) => Err(e),
         }),
@@ -91,6 +115,6 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
     }
     match creds {
         Ok(_) => Ok(()),
-        Err(e) => Err(Error::Usage(e.to_string())),
+        Err(_) => Err(Error::Usage(status)),
     }
 }

@@ -4,7 +4,9 @@ use clap::Args;
 
 use super::output;
 use crate::config::Config;
-use crate::ecs::{ClientOptions, EcsClient, credentials};
+use std::sync::Arc;
+
+use crate::ecs::{ClientOptions, EcsClient, Provider};
 use crate::engine::sync::{SyncError, sync_and_record};
 use crate::error::{Error, Result};
 
@@ -26,10 +28,12 @@ pub struct SyncArgs {
 }
 
 /// Builds the ECS client from the config and the configured credential source.
+/// Static keys are read now (a missing key exits 2); short-lived credentials are fetched at the
+/// first call and renewed before they expire.
 pub fn client(config: &Config) -> Result<EcsClient> {
-    let creds = credentials::load(&config.credentials, &|k| std::env::var(k).ok())
+    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok())
         .map_err(|e| Error::Usage(e.to_string()))?;
-    EcsClient::new(&ClientOptions::from_config(&config.ecs), creds)
+    EcsClient::with_provider(&ClientOptions::from_config(&config.ecs), Arc::new(provider))
         .map_err(|e| Error::Usage(e.to_string()))
 }
 

@@ -20,6 +20,7 @@ use super::models::{
     DedicatedHost, DescribeDedicatedHostAutoRenewResponse, DescribeDedicatedHostsResponse,
     RenewAttribute, RenewDedicatedHostsResponse, RequestIdOnly,
 };
+use super::provider::Provider;
 use super::sign;
 use crate::config::is_loopback_host;
 use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
@@ -27,7 +28,7 @@ use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
 pub const API_VERSION: &str = "2014-05-26";
 /// Page size and batch size: the API's maximum.
 pub const MAX_PER_CALL: usize = 100;
-const USER_AGENT: &str = concat!("ddh-renewd/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("ddh-renewd/", env!("CARGO_PKG_VERSION"));
 /// Bound on pages per listing, so a server that repeats tokens cannot loop us forever.
 const MAX_PAGES: usize = 10_000;
 
@@ -104,7 +105,7 @@ impl ClientOptions {
 
 pub struct EcsClient {
     http: reqwest::Client,
-    creds: Credentials,
+    creds: Arc<Provider>,
     endpoint: Option<String>,
     limiter: Arc<Limiter>,
     retry: RetryPolicy,
@@ -154,7 +155,14 @@ pub fn http_client_error(e: &reqwest::Error) -> String {
 }
 
 impl EcsClient {
+    /// A client with one fixed key (tests, demo, by-hand tools).
     pub fn new(opts: &ClientOptions, creds: Credentials) -> Result<Self, EcsError> {
+        Self::with_provider(opts, Arc::new(Provider::fixed(creds)))
+    }
+
+    /// A client whose credentials come from `creds`, renewed as they near expiry; each request
+    /// is signed with one snapshot taken just before it is sent.
+    pub fn with_provider(opts: &ClientOptions, creds: Arc<Provider>) -> Result<Self, EcsError> {
         let endpoint = match opts.endpoint.trim_end_matches('/') {
             "" => None,
             e => {
@@ -203,8 +211,17 @@ impl EcsClient {
         })
     }
 
-    pub fn access_key_id(&self) -> &str {
-        &self.creds.access_key_id
+    /// The AccessKeyId in use (a temporary one for short-lived credentials), or the source's
+    /// identity before any was loaded.
+    pub fn access_key_id(&self) -> String {
+        self.creds
+            .current_access_key_id()
+            .unwrap_or_else(|| self.creds.identity())
+    }
+
+    /// Where the credentials come from.
+    pub fn credentials(&self) -> &Arc<Provider> {
+        &self.creds
     }
 
     /// Calls made so far, by action (every HTTP request, retries included).
@@ -265,6 +282,7 @@ impl EcsClient {
             EcsError::Decode { .. } => "malformed".to_owned(),
             EcsError::Redirected { .. } => "redirect".to_owned(),
             EcsError::Setup(_) => "setup".to_owned(),
+            EcsError::Credentials(_) => "credentials".to_owned(),
         });
         self.record(action, started.elapsed(), code);
         result
@@ -299,7 +317,13 @@ impl EcsClient {
             ("x-acs-signature-nonce".into(), nonce),
             ("x-acs-version".into(), API_VERSION.into()),
         ];
-        if let Some(token) = &self.creds.security_token {
+        // One snapshot for this request: a renewal never re-signs a request on its way.
+        let creds = self
+            .creds
+            .credentials()
+            .await
+            .map_err(|e| EcsError::Credentials(e.to_string()))?;
+        if let Some(token) = &creds.security_token {
             headers.push(("x-acs-security-token".into(), token.expose().to_owned()));
         }
         let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
@@ -312,11 +336,11 @@ impl EcsClient {
             payload_hash: sign::EMPTY_SHA256,
         });
         let signature = sign::v3_signature(
-            self.creds.access_key_secret.expose(),
+            creds.access_key_secret.expose(),
             &sign::v3_string_to_sign(&canonical),
         );
         let auth = sign::v3_authorization(
-            &self.creds.access_key_id,
+            &creds.access_key_id,
             &sign::signed_headers_list(&signed),
             &signature,
         );
@@ -613,7 +637,7 @@ fn redact_location(raw: &str) -> String {
 }
 
 /// reqwest's message without the URL (which would repeat every query parameter).
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     if let Some(url) = e.url() {
         msg = msg.replace(url.as_str(), "<endpoint>");

@@ -64,6 +64,9 @@ pub enum CredentialError {
     Malformed { path: PathBuf, message: String },
     #[error("credentials (source = \"profile\"): {0}")]
     Profile(String),
+    /// A short-lived source could not give credentials (metadata service, STS, a URI).
+    #[error("credentials (source = \"{from}\"): {message}")]
+    Fetch { from: &'static str, message: String },
 }
 
 pub const ENV_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
@@ -126,6 +129,14 @@ pub fn load(
                 })?;
             load_key_file(path)
         }
+        CredentialSource::EcsRamRole
+        | CredentialSource::RamRoleArn
+        | CredentialSource::OidcRoleArn
+        | CredentialSource::CredentialsUri
+        | CredentialSource::Default => Err(CredentialError::Fetch {
+            from: "static",
+            message: "a short-lived source is read through ecs::provider::Provider".into(),
+        }),
         CredentialSource::Profile => {
             let home = nonempty("HOME").ok_or_else(|| {
                 CredentialError::Profile(
@@ -206,22 +217,52 @@ pub fn load_key_file(path: &Path) -> Result<Credentials, CredentialError> {
     })
 }
 
-/// An AK-mode profile from the aliyun CLI config.
-pub fn load_profile(path: &Path, name: &str) -> Result<Credentials, CredentialError> {
+/// One profile of the aliyun CLI config (`~/.aliyun/config.json`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CliProfile {
+    pub name: String,
+    pub mode: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub sts_token: String,
+    pub ram_role_arn: String,
+    pub ram_session_name: String,
+    pub ram_role_name: String,
+    pub expired_seconds: Option<u32>,
+    pub sts_region: String,
+    pub external_id: String,
+}
+
+impl CliProfile {
+    /// The key of an AK or StsToken profile (RamRoleArn's base key too).
+    pub fn static_credentials(&self) -> Result<Credentials, String> {
+        if self.access_key_id.is_empty() || self.access_key_secret.is_empty() {
+            return Err(format!("profile {:?} has no access key", self.name));
+        }
+        let token = (self.mode == "StsToken").then(|| self.sts_token.clone());
+        if token.as_deref() == Some("") {
+            return Err(format!(
+                "profile {:?} (mode StsToken) has no sts_token",
+                self.name
+            ));
+        }
+        Ok(Credentials {
+            access_key_id: self.access_key_id.clone(),
+            access_key_secret: Secret::new(self.access_key_secret.clone()),
+            security_token: token.map(Secret::new),
+        })
+    }
+}
+
+/// Reads profile `name` (or the file's `current` one) from an aliyun CLI config.
+pub fn read_profile(path: &Path, name: Option<&str>) -> Result<CliProfile, CredentialError> {
     #[derive(Deserialize)]
     struct CliConfig {
         #[serde(default)]
-        profiles: Vec<Profile>,
-    }
-    #[derive(Deserialize)]
-    struct Profile {
-        name: String,
+        current: String,
         #[serde(default)]
-        mode: String,
-        #[serde(default)]
-        access_key_id: String,
-        #[serde(default)]
-        access_key_secret: String,
+        profiles: Vec<CliProfile>,
     }
     let text = std::fs::read_to_string(path).map_err(|e| CredentialError::Read {
         path: path.to_owned(),
@@ -231,29 +272,25 @@ pub fn load_profile(path: &Path, name: &str) -> Result<Credentials, CredentialEr
         path: path.to_owned(),
         message: "not an aliyun CLI config (JSON with \"profiles\")".into(),
     })?;
-    let p = cfg
-        .profiles
+    let name = name.unwrap_or(cfg.current.as_str()).to_owned();
+    cfg.profiles
         .into_iter()
         .find(|p| p.name == name)
         .ok_or_else(|| {
             CredentialError::Profile(format!("no profile named {name:?} in {}", path.display()))
-        })?;
-    if !p.mode.eq_ignore_ascii_case("AK") {
+        })
+}
+
+/// An AK-mode (or StsToken-mode) profile from the aliyun CLI config.
+pub fn load_profile(path: &Path, name: &str) -> Result<Credentials, CredentialError> {
+    let p = read_profile(path, Some(name))?;
+    if !matches!(p.mode.as_str(), "AK" | "StsToken") {
         return Err(CredentialError::Profile(format!(
-            "profile {name:?} uses mode {:?}; only AK mode is supported",
+            "profile {name:?} uses mode {:?}; here only AK and StsToken (RamRoleArn and EcsRamRole work through the short-lived sources)",
             p.mode
         )));
     }
-    if p.access_key_id.is_empty() || p.access_key_secret.is_empty() {
-        return Err(CredentialError::Profile(format!(
-            "profile {name:?} has no access key"
-        )));
-    }
-    Ok(Credentials {
-        access_key_id: p.access_key_id,
-        access_key_secret: Secret::new(p.access_key_secret),
-        security_token: None,
-    })
+    p.static_credentials().map_err(CredentialError::Profile)
 }
 
 #[cfg(test)]
@@ -261,11 +298,9 @@ mod tests {
     use super::*;
 
     fn cfg(source: CredentialSource, file: Option<PathBuf>) -> CredentialsConfig {
-        CredentialsConfig {
-            source,
-            file,
-            profile: "default".into(),
-        }
+        let mut c = CredentialsConfig::new(source);
+        c.file = file;
+        c
     }
 
     #[test]

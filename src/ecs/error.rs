@@ -143,6 +143,10 @@ pub enum EcsError {
     /// The client cannot be built or pointed at an endpoint.
     #[error("ECS client: {0}")]
     Setup(String),
+    /// No credentials to sign with (a short-lived source could not be renewed and the last
+    /// ones expired). Nothing was sent.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl EcsError {
@@ -153,7 +157,9 @@ impl EcsError {
             // An answer that is not the documented shape (a missing list, a count that disagrees
             // with the items, an unreadable or oversized body) proves nothing: try again later.
             Self::Decode { .. } => ErrorClass::Transient,
-            Self::Redirected { .. } | Self::Setup(_) => ErrorClass::Configuration,
+            Self::Redirected { .. } | Self::Setup(_) | Self::Credentials(_) => {
+                ErrorClass::Configuration
+            }
         }
     }
 
@@ -176,7 +182,8 @@ impl EcsError {
                 ErrorClass::Configuration => Answer::Unauthorized,
             },
             Self::Transport { .. } | Self::Decode { .. } => Answer::Undecided,
-            Self::Redirected { .. } | Self::Setup(_) => Answer::Unauthorized,
+            // Nothing reached the cloud: says nothing about earlier sends.
+            Self::Redirected { .. } | Self::Setup(_) | Self::Credentials(_) => Answer::Unauthorized,
         }
     }
 

@@ -6,8 +6,10 @@ pub mod credentials;
 pub mod error;
 pub mod limiter;
 pub mod models;
+pub mod provider;
 pub mod sign;
 
 pub use client::{ClientOptions, EcsClient, RetryPolicy};
 pub use credentials::{Credentials, Secret};
 pub use error::{ApiError, EcsError, ErrorClass};
+pub use provider::Provider;

@@ -31,6 +31,23 @@ pub(super) fn router() -> Router<Arc<Shared>> {
         .route("/requests", get(requests))
         .route("/renew", post(renew_elsewhere))
         .route("/inflight", get(inflight))
+        .route("/sts", put(set_sts).get(get_sts))
+}
+
+/// Short-lived credentials: `{"ttl_seconds": 5}` makes what is issued from now on expire after
+/// 5 s; `{"expire_all": true}` expires every session at once; `role_name` (null: no role) and
+/// `imds_hardened` shape the metadata service.
+async fn set_sts(AxState(app): App, peer: Peer, raw: axum::body::Bytes) -> Answer {
+    loopback(&peer)?;
+    let s: super::sts::StsSettings = body(&raw)?;
+    let mut st = app.lock();
+    super::sts::apply(&mut st.sts, s).map_err(bad)?;
+    Ok(Json(super::sts::view(&st.sts)).into_response())
+}
+
+async fn get_sts(AxState(app): App, peer: Peer) -> Answer {
+    loopback(&peer)?;
+    Ok(Json(super::sts::view(&app.lock().sts)).into_response())
 }
 
 type App = AxState<Arc<Shared>>;

@@ -15,6 +15,7 @@ pub mod actions;
 mod admin;
 mod serve;
 pub mod state;
+pub mod sts;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -144,6 +145,7 @@ impl Emulator {
         let app = Router::new()
             .route("/", get(api).post(api))
             .nest("/_emulator", admin::router())
+            .merge(sts::metadata_router())
             .with_state(shared.clone());
         let task = tokio::spawn(serve::serve(listener, app, rx, traffic));
         Ok(Self {
@@ -361,6 +363,25 @@ async fn process(
         json_response(e.status, error_body(&rid, &host, &e))
     };
 
+    // AssumeRoleWithOIDC is anonymous: the OIDC token is the proof.
+    let unsigned_action = headers
+        .get("x-acs-action")
+        .and_then(|a| a.to_str().ok())
+        .or_else(|| p.get("Action"));
+    if unsigned_action == Some("AssumeRoleWithOIDC") && p.get("Signature").is_none() {
+        let mut st = app.lock();
+        entry.action = "AssumeRoleWithOIDC".into();
+        entry.verified = true;
+        return match sts::assume_role_with_oidc(&mut st.sts, &p, &rid) {
+            Ok(v) => {
+                entry.status = 200;
+                st.log(entry);
+                json_response(200, v.to_string())
+            }
+            Err(e) => fail(&mut st, entry, e),
+        };
+    }
+
     // Verify, check action and quota, and pick a fault, all under one lock.
     let (action, fault, named) = {
         let mut st = app.lock();
@@ -371,7 +392,17 @@ async fn process(
             headers: &hdrs,
             body: &body,
         };
-        let v = match verify::verify(&req, &app.keys, &mut st, Utc::now()) {
+        // Keys: the configured pairs, and the sessions STS and the metadata service issued.
+        let keys = if st.sts.sessions.is_empty() {
+            std::borrow::Cow::Borrowed(&app.keys)
+        } else {
+            let mut k = app.keys.clone();
+            for (id, s) in &st.sts.sessions {
+                k.insert(id.clone(), s.secret.clone());
+            }
+            std::borrow::Cow::Owned(k)
+        };
+        let v = match verify::verify(&req, &keys, &mut st, Utc::now()) {
             Ok(v) => v,
             Err(r) => {
                 entry.signature_version = r.version.map_or("none", |v| v.as_str()).into();
@@ -393,6 +424,25 @@ async fn process(
         }
         .unwrap_or_default();
         entry.action = action.clone();
+        let token = match v.version {
+            verify::SigVersion::V1 => p.get("SecurityToken"),
+            verify::SigVersion::V3 => headers
+                .get("x-acs-security-token")
+                .and_then(|t| t.to_str().ok()),
+        };
+        if let Err(e) = st.sts.check_token(&v.access_key_id, token) {
+            return fail(&mut st, entry, e);
+        }
+        if action == "AssumeRole" {
+            return match sts::assume_role(&mut st.sts, &p, &rid) {
+                Ok(body) => {
+                    entry.status = 200;
+                    st.log(entry);
+                    json_response(200, body.to_string())
+                }
+                Err(e) => fail(&mut st, entry, e),
+            };
+        }
         let Some(action) = ACTIONS.iter().copied().find(|a| *a == action) else {
             let e = ApiErr::new(
                 404,

@@ -172,6 +172,8 @@ pub struct State {
     nonces: HashSet<String>,
     nonce_order: VecDeque<(Instant, String)>,
     quota_log: HashMap<(String, String), VecDeque<Instant>>,
+    /// Short-lived credentials issued (metadata service, STS, credentials URI).
+    pub sts: super::sts::Sts,
 }
 
 impl Default for State {
@@ -191,6 +193,7 @@ impl Default for State {
             nonces: HashSet::new(),
             nonce_order: VecDeque::new(),
             quota_log: HashMap::new(),
+            sts: super::sts::Sts::default(),
         }
     }
 }

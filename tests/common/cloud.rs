@@ -116,6 +116,27 @@ impl Cloud {
 
 impl Drop for Cloud {
     fn drop(&mut self) {
+        // The secrets and tokens it issued, for tests/scan-secrets.sh (kept apart from the logs
+        // and databases it searches).
+        if let (Some(root), Some(emu)) = (std::env::var_os("DDH_TEST_ARTIFACTS"), &self.emu) {
+            let issued = emu.with_state(|s| s.sts.issued_secrets.clone());
+            if !issued.is_empty() {
+                let _ = std::fs::create_dir_all(&root);
+                let name = format!(
+                    "issued-{}-{:?}.secrets",
+                    std::process::id(),
+                    std::thread::current().id()
+                );
+                let name: String = name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                    .collect();
+                let _ = std::fs::write(
+                    std::path::Path::new(&root).join(name),
+                    issued.join("\n") + "\n",
+                );
+            }
+        }
         if let Some(emu) = self.emu.take() {
             self.rt.block_on(emu.stop());
         }
