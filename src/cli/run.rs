@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::scheduler::{self, SchedulerConfig};
 
 pub async fn run(config: &Config) -> Result<()> {
+    // SIGTERM is taken over before anything else: one that arrives during start-up, the first
+    // sync or the catch-up pass lets the calls in flight finish and be recorded, like any other.
+    let signal = super::emulator::on_signal();
     let engine = super::tick::engine(config, Arc::new(SystemClock), true).await?;
     let store = engine.store().clone();
     let health = Arc::new(crate::ops::Health::default());
@@ -50,10 +53,15 @@ pub async fn run(config: &Config) -> Result<()> {
         }))
     };
     let shutdown = engine.shutdown_handle();
-    let stop = async move {
-        super::emulator::wait_for_signal().await;
+    let (stopped, mut stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        signal.await;
         tracing::info!("signal received: finishing in-flight calls, then exiting");
         shutdown.store(true, Ordering::SeqCst);
+        let _ = stopped.send(true);
+    });
+    let stop = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
     };
     let cfg = SchedulerConfig {
         catch_up: config.schedule.catch_up,
@@ -65,6 +73,7 @@ pub async fn run(config: &Config) -> Result<()> {
         }),
     };
     let result = scheduler::run(&engine, cfg, health, stop).await;
+    watcher.abort();
     listener.abort();
     if let Some(d) = deliveries {
         d.abort();

@@ -141,6 +141,22 @@ pub(crate) async fn apply(
                 _ => tracing::info!(attempt = a.attempt_id, client_token = %a.client_token,
                     request_id = rid, outcome = %outcome, "attempt decided"),
             }
+            // One line per host, so that a host's history can be found in the log or the journal
+            // by HOST_ID, with the ClientToken and RequestId that decided it.
+            for h in &hosts {
+                let cycle = crate::domain::time::to_db(h.cycle);
+                let after = h.expiry_after.map(crate::domain::time::to_db);
+                let after = after.as_deref().unwrap_or("");
+                match h.outcome {
+                    HostOutcome::Renewed | HostOutcome::RenewedElsewhere => tracing::info!(
+                        host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
+                        request_id = rid, outcome = %h.outcome, expiry_after = after, "host decided"),
+                    HostOutcome::Retry => {}
+                    _ => tracing::warn!(
+                        host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
+                        request_id = rid, code, outcome = %h.outcome, "host decided"),
+                }
+            }
             p.with(|r| {
                 report_hosts(r, &hosts);
                 r.notices += n;
