@@ -579,3 +579,101 @@ fn a_failed_renewal_of_credentials_sends_nothing() {
     let renew_calls = cloud.logged("RenewDedicatedHosts");
     assert_eq!(renew_calls, 0, "nothing sent");
 }
+
+/// The daemon with a source that cannot give credentials: it stays up, sends nothing, and
+/// `/healthz` says why (503); once the role is back, the next pass renews.
+#[test]
+fn the_daemon_stays_up_and_unhealthy_without_credentials() {
+    let cloud = Cloud::start();
+    let expires = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%dT%H:%MZ")
+        .to_string();
+    hosts(&cloud, 2, &expires);
+    let port = common::free_port();
+    let env = cloud_env(
+        &cloud,
+        &format!(
+            "source = \"ecs_ram_role\"\nmetadata_endpoint = \"{{emu}}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[schedule]\nsafety_interval = \"1s\""
+        ),
+    );
+    bare(&env, &["sync"], &[]).expect(0);
+    bare(
+        &env,
+        &[
+            "policy",
+            "set",
+            "--region",
+            "cn-hangzhou",
+            "--ids",
+            "dh-cred0,dh-cred1",
+            "--renewal-status",
+            "AutoRenewal",
+            "--duration",
+            "1",
+            "--period-unit",
+            "Month",
+        ],
+        &[],
+    )
+    .expect(0);
+    cloud.emu().with_state(|s| s.sts.role_name = None);
+    let mut daemon = Command::new(bin())
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        .env("HOME", env.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    let t0 = std::time::Instant::now();
+    let mut health = String::new();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        health = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| common::http_get(port, "/healthz"))
+            .unwrap_or_default();
+        if health.contains("credentials") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let alive = daemon.try_wait().expect("try_wait").is_none();
+    assert!(
+        health.starts_with("HTTP/1.0 503") || health.starts_with("HTTP/1.1 503"),
+        "{health}"
+    );
+    assert!(
+        health.contains("no credentials to sign with") && health.contains("no RAM role attached"),
+        "{health}"
+    );
+    assert!(alive, "the daemon stays up");
+    assert_eq!(cloud.logged("RenewDedicatedHosts"), 0, "nothing sent");
+    // The role is attached again: the next pass renews both hosts, once.
+    cloud
+        .emu()
+        .with_state(|s| s.sts.role_name = Some(ddh_renewd::emulator::sts::ROLE_NAME.to_owned()));
+    cloud.wait_for("the renewals once the role is back", 30, |c| {
+        c.ledger().iter().filter(|e| e["Source"] == "api").count() >= 2
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let t0 = std::time::Instant::now();
+    while daemon.try_wait().expect("try_wait").is_none() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "run did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        cloud
+            .ledger()
+            .iter()
+            .filter(|e| e["Source"] == "api")
+            .count(),
+        2
+    );
+}

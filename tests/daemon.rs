@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::cloud::Cloud;
-use common::{Env, TEST_KEY_ID, TEST_SECRET, bin};
+use common::{Env, TEST_KEY_ID, TEST_SECRET, bin, free_port, http_get};
 use serde_json::{Value, json};
 
 fn start(env: &Env) -> Child {
@@ -51,14 +51,6 @@ fn stop(mut child: Child) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn windows(env: &Env) -> Vec<Value> {
@@ -243,15 +235,4 @@ fn the_daemon_syncs_the_inventory_itself() {
     let body = health.split("\r\n\r\n").nth(1).unwrap_or_default();
     let h: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {health}"));
     assert!(h["last_sync"].is_string(), "{h}");
-}
-
-/// A plain HTTP/1.0 GET on loopback: status line, headers and body as text.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -166,14 +168,6 @@ fn robots(seen: Seen) -> Router {
         .route("/cgi-bin/webhook/send", post(wecom))
         .route("/services/{t}/{b}/{token}", post(slack))
         .with_state(seen)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Python with aiosmtpd: `$DDH_NOTIFY_PYTHON`, else `target/notify-venv`. `.ci/run` makes that

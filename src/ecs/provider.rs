@@ -687,6 +687,16 @@ async fn answer(
     what: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<Vec<u8>, CredentialError> {
+    answer_or(source, what, req, None).await
+}
+
+/// As [`answer`], with what a 404 means here.
+async fn answer_or(
+    source: &'static str,
+    what: &str,
+    req: reqwest::RequestBuilder,
+    not_found: Option<&str>,
+) -> Result<Vec<u8>, CredentialError> {
     let mut resp = req.send().await.map_err(|e| {
         fetch_err(
             source,
@@ -734,6 +744,11 @@ async fn answer(
                 )
             })
             .unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND
+            && let Some(meaning) = not_found
+        {
+            return Err(fetch_err(source, format!("{what}: HTTP 404: {meaning}")));
+        }
         return Err(fetch_err(
             source,
             format!("{what}: HTTP {}{detail}", status.as_u16()),
@@ -844,11 +859,12 @@ async fn metadata(
     let role = match role {
         Some(r) => r.to_owned(),
         None => {
-            let names = answer(
+            let names = answer_or(
                 SRC,
                 "role name (GET /latest/meta-data/ram/security-credentials/)",
                 http.get(&base)
                     .header("X-aliyun-ecs-metadata-token", &token),
+                Some("this instance has no RAM role attached (attach one, or use another credential source)"),
             )
             .await?;
             let names = String::from_utf8_lossy(&names).into_owned();
@@ -867,11 +883,12 @@ async fn metadata(
     {
         return Err(fetch_err(SRC, "the RAM role name is not a valid role name"));
     }
-    let body = answer(
+    let body = answer_or(
         SRC,
         &format!("credentials of role {role}"),
         http.get(format!("{base}{role}"))
             .header("X-aliyun-ecs-metadata-token", &token),
+        Some("no such role is attached to this instance (check role_name)"),
     )
     .await?;
     issued(SRC, &format!("credentials of role {role}"), &body)

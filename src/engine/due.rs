@@ -529,7 +529,12 @@ pub(crate) async fn unreadable(
 ) -> Result<(), EngineError> {
     tracing::warn!(region, error = %err, "cannot read hosts from ECS; nothing is sent for them now");
     if err.class() == ErrorClass::Configuration {
-        record::config_error(e, p, &format!("ECS refused the request: {err}")).await?;
+        let why = match err {
+            // Nothing was sent: the credentials could not be had.
+            EcsError::Credentials(m) => format!("no credentials to sign with: {m}"),
+            other => format!("ECS refused the request: {other}"),
+        };
+        record::config_error(e, p, &why).await?;
     }
     Ok(())
 }

@@ -103,8 +103,12 @@ async fn send_until_definite(
             }
             Answer::Unauthorized => {
                 let why = rec.message.clone().unwrap_or_default();
-                record::config_error(e, p, &format!("RenewDedicatedHosts was refused: {why}"))
-                    .await?;
+                let why = if why.starts_with("credentials (") {
+                    format!("RenewDedicatedHosts was not sent: {why}")
+                } else {
+                    format!("RenewDedicatedHosts was refused: {why}")
+                };
+                record::config_error(e, p, &why).await?;
                 return Ok(None);
             }
             definite => {
