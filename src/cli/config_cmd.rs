@@ -7,7 +7,6 @@ use serde_json::json;
 use super::output;
 use crate::config::Config;
 use crate::ecs::Provider;
-use crate::ecs::credentials::CredentialError;
 use crate::error::{Error, Result};
 
 #[derive(Debug, clap::Args)]
@@ -40,12 +39,13 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
     let json = args.json;
     let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok());
     // Short-lived sources are asked once here, so that "ok" means credentials were obtained.
-    let creds = match &provider {
-        Ok(p) => p.credentials().await.map(|c| (p, c)),
-        Err(e) => Err(CredentialError::Fetch {
-            from: "config",
-            message: e.to_string(),
-        }),
+    let creds: std::result::Result<_, String> = match &provider {
+        Ok(p) => p
+            .credentials()
+            .await
+            .map(|c| (p, c))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
     let status = match &creds {
         Ok((p, c)) => format!(
@@ -66,13 +66,7 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
                 (None, false) => String::new(),
             }
         ),
-        Err(e) => format!(
-            "NOT USABLE: {}",
-            provider
-                .as_ref()
-                .err()
-                .map_or_else(|| e.to_string(), ToString::to_string)
-        ),
+        Err(e) => format!("NOT USABLE: {e}"),
     };
     let online = match (&creds, args.online) {
         (Ok((p, _)), true) => Some(match online_check(config).await {
@@ -115,6 +109,6 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
     }
     match creds {
         Ok(_) => Ok(()),
-        Err(_) => Err(Error::Usage(status)),
+        Err(e) => Err(Error::Usage(e)),
     }
 }
