@@ -91,6 +91,32 @@ fn hosts(cloud: &Cloud, n: usize, expires: &str) {
     cloud.add(json!(hosts));
 }
 
+/// Syncs the inventory and puts every host under AutoRenewal, one month.
+fn manage(env: &Env, vars: &[(&str, &str)]) {
+    bare(env, &["sync"], vars).expect(0);
+    let ids = env.json(&["hosts", "list", "--json"]);
+    let ids: Vec<&str> = ids
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["host"]["id"].as_str()).collect())
+        .unwrap_or_default();
+    let ids = ids.join(",");
+    let args = [
+        "policy",
+        "set",
+        "--region",
+        "cn-hangzhou",
+        "--ids",
+        &ids,
+        "--renewal-status",
+        "AutoRenewal",
+        "--duration",
+        "1",
+        "--period-unit",
+        "Month",
+    ];
+    bare(env, &args, vars).expect(0);
+}
+
 #[test]
 fn ecs_ram_role_through_the_hardened_metadata_flow() {
     let cloud = Cloud::start();
@@ -416,27 +442,7 @@ fn credentials_renewed_during_a_long_pass() {
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", common::TEST_KEY_ID),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", common::TEST_SECRET),
     ];
-    bare(&env, &["sync"], &key).expect(0);
-    let ids: Vec<String> = (0..6).map(|i| format!("dh-cred{i}")).collect();
-    bare(
-        &env,
-        &[
-            "policy",
-            "set",
-            "--region",
-            "cn-hangzhou",
-            "--ids",
-            &ids.join(","),
-            "--renewal-status",
-            "AutoRenewal",
-            "--duration",
-            "1",
-            "--period-unit",
-            "Month",
-        ],
-        &key,
-    )
-    .expect(0);
+    manage(&env, &key);
     let started = std::time::Instant::now();
     let r = bare(
         &env,
@@ -540,26 +546,7 @@ fn a_failed_renewal_of_credentials_sends_nothing() {
         &cloud,
         "source = \"ecs_ram_role\"\nmetadata_endpoint = \"{emu}\"",
     );
-    bare(&env, &["sync"], &[]).expect(0);
-    bare(
-        &env,
-        &[
-            "policy",
-            "set",
-            "--region",
-            "cn-hangzhou",
-            "--ids",
-            "dh-cred0,dh-cred1",
-            "--renewal-status",
-            "AutoRenewal",
-            "--duration",
-            "1",
-            "--period-unit",
-            "Month",
-        ],
-        &[],
-    )
-    .expect(0);
+    manage(&env, &[]);
     // The role is detached from the instance.
     cloud.emu().with_state(|s| s.sts.role_name = None);
     let r = bare(
@@ -596,26 +583,7 @@ fn the_daemon_stays_up_and_unhealthy_without_credentials() {
             "source = \"ecs_ram_role\"\nmetadata_endpoint = \"{{emu}}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[schedule]\nsafety_interval = \"1s\""
         ),
     );
-    bare(&env, &["sync"], &[]).expect(0);
-    bare(
-        &env,
-        &[
-            "policy",
-            "set",
-            "--region",
-            "cn-hangzhou",
-            "--ids",
-            "dh-cred0,dh-cred1",
-            "--renewal-status",
-            "AutoRenewal",
-            "--duration",
-            "1",
-            "--period-unit",
-            "Month",
-        ],
-        &[],
-    )
-    .expect(0);
+    manage(&env, &[]);
     cloud.emu().with_state(|s| s.sts.role_name = None);
     let mut daemon = Command::new(bin())
         .arg("--config")
