@@ -787,9 +787,6 @@ fn credentials_config(
     out.oidc_provider_arn = c.oidc_provider_arn.filter(|s| !s.is_empty());
     out.oidc_token_file = c.oidc_token_file;
     out.uri = url(c.uri, "credentials.uri", false)?;
-    if source == CredentialSource::RamRoleArn && out.role_arn.is_none() {
-        // $ALIBABA_CLOUD_ROLE_ARN may still give it; checked when the provider is built.
-    }
     Ok(out)
 }
 

@@ -426,9 +426,7 @@ impl Provider {
             Err(e) => skipped.push(format!("{what}: {e}")),
         };
         if env_nonempty(env, super::credentials::ENV_ID).is_some() {
-            let mut c = cfg.clone();
-            c.source = CredentialSource::Env;
-            push(Self::static_source(&c, CredentialSource::Env, env), "env");
+            push(Self::static_source(cfg, CredentialSource::Env, env), "env");
         }
         let rrsa = [ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE]
             .iter()
@@ -773,21 +771,45 @@ struct Issued {
     expiration: String,
 }
 
+/// Parses a credentials answer, naming what is wrong without quoting the input (serde's
+/// "missing field" and "invalid type" messages name a field, never a value).
+fn parse<T: serde::de::DeserializeOwned>(
+    source: &'static str,
+    what: &str,
+    body: &[u8],
+) -> Result<T, CredentialError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let why = if text.starts_with("missing field") || text.starts_with("invalid type") {
+            text.split(" at line").next().unwrap_or_default().to_owned()
+        } else {
+            format!(
+                "{:?} at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        };
+        fetch_err(
+            source,
+            format!("{what}: not the documented credentials answer ({why})"),
+        )
+    })
+}
+
 fn issued(
     source: &'static str,
     what: &str,
     body: &[u8],
 ) -> Result<(Credentials, Option<DateTime<Utc>>), CredentialError> {
-    let i: Issued = serde_json::from_slice(body).map_err(|e| {
-        // serde's message names a missing field, never a value.
-        fetch_err(
-            source,
-            format!(
-                "{what}: not the documented credentials answer ({})",
-                e.classify_name()
-            ),
-        )
-    })?;
+    checked(source, what, parse(source, what, body)?)
+}
+
+fn checked(
+    source: &'static str,
+    what: &str,
+    i: Issued,
+) -> Result<(Credentials, Option<DateTime<Utc>>), CredentialError> {
     if let Some(code) = i.code.as_deref().filter(|c| *c != "Success") {
         return Err(fetch_err(
             source,
@@ -813,27 +835,6 @@ fn issued(
         },
         Some(expires),
     ))
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> String;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> String {
-        let text = self.to_string();
-        // "missing field `X` at line…" is safe to show; anything quoting the input is not.
-        if text.starts_with("missing field") || text.starts_with("invalid type") {
-            text.split(" at line").next().unwrap_or_default().to_owned()
-        } else {
-            format!(
-                "{:?} at line {} column {}",
-                self.classify(),
-                self.line(),
-                self.column()
-            )
-        }
-    }
 }
 
 /// The hardened metadata flow: a session token, then the role name (unless given), then the
@@ -920,7 +921,7 @@ fn role_params(p: &mut Vec<(String, String)>, role: &RoleRequest) {
 #[derive(Deserialize)]
 struct StsAnswer {
     #[serde(rename = "Credentials")]
-    credentials: serde_json::Value,
+    credentials: Issued,
 }
 
 fn sts_issued(
@@ -928,18 +929,8 @@ fn sts_issued(
     what: &str,
     body: &[u8],
 ) -> Result<(Credentials, Option<DateTime<Utc>>), CredentialError> {
-    let a: StsAnswer = serde_json::from_slice(body).map_err(|e| {
-        fetch_err(
-            source,
-            format!(
-                "{what}: not the documented STS answer ({})",
-                e.classify_name()
-            ),
-        )
-    })?;
-    let inner = serde_json::to_vec(&a.credentials)
-        .map_err(|_| fetch_err(source, format!("{what}: unreadable Credentials")))?;
-    issued(source, what, &inner)
+    let a: StsAnswer = parse(source, what, body)?;
+    checked(source, what, a.credentials)
 }
 
 /// STS `AssumeRole`, signed (V1, GET, as the official libraries send it) with `base`.
