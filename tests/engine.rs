@@ -640,8 +640,8 @@ fn run_audit_queries(env: &Env) {
     let q8 = rows(8);
     assert_eq!(q8.len(), 9, "{}", outputs[7]);
     assert!(q8.iter().all(|r| r[9] == "failures"), "{}", outputs[7]);
-    // 9: relative to now, so checked against `plan` at now (v_hosts has no `renewed` state:
-    // it shows those hosts as scheduled); the writer's hosts are left out of both sides.
+    // 9: relative to now, so checked against `plan` at now; the writer's hosts are left out of
+    // both sides.
     let q9: std::collections::BTreeSet<&str> = rows(9)
         .iter()
         .map(|r| r[0])

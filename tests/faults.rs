@@ -178,7 +178,7 @@ fn exactly_once_across_fifty_sigkills() {
         let n = sqlx::query_scalar(
             "SELECT count(DISTINCT attempt_id) FROM attempt_events WHERE kind = 'resolve'",
         )
-        .fetch_one(store.pool())
+        .fetch_one(&common::auditor(&env.db).await)
         .await
         .unwrap();
         store.close().await;

@@ -100,7 +100,7 @@ fn policy_set_reproduces_every_documented_error() {
             .await
             .unwrap();
         sqlx::query("UPDATE hosts SET status = 'Released' WHERE host_id = 'dh-c'")
-            .execute(store.pool())
+            .execute(&common::auditor(&env.db).await)
             .await
             .unwrap();
         store.close().await;
@@ -454,7 +454,10 @@ fn history_rows_cannot_be_updated_or_deleted() {
             "DELETE FROM operations",
             "DELETE FROM hosts",
         ] {
-            let err = sqlx::query(sql).execute(store.pool()).await.expect_err(sql);
+            let err = sqlx::query(sql)
+                .execute(&common::auditor(&env.db).await)
+                .await
+                .expect_err(sql);
             let msg = err.to_string();
             assert!(
                 msg.contains("append-only") || msg.contains("never deleted"),
@@ -489,7 +492,7 @@ fn v_hosts_agrees_with_plan_now() {
             .unwrap();
         let rows =
             sqlx::query_as("SELECT host_id, state, next_window FROM v_hosts ORDER BY host_id")
-                .fetch_all(store.pool())
+                .fetch_all(&common::auditor(&env.db).await)
                 .await
                 .unwrap();
         store.close().await;

@@ -466,7 +466,7 @@ async fn every_channel_gets_each_notice_once_through_an_outage_and_a_restart() {
     let tries: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT channel, count(*), sum(tries) FROM v_notice_deliveries WHERE delivered_at IS NOT NULL GROUP BY channel ORDER BY channel",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&common::auditor(&db).await)
     .await
     .unwrap();
     let mut want: Vec<(String, i64, i64)> = ["ding", "lark", "oncall", "slack", "wecom"]
@@ -514,7 +514,7 @@ async fn a_wrong_signing_secret_is_refused_recorded_and_retried() {
     let errors: Vec<(String, String)> = sqlx::query_as(
         "SELECT channel, last_error FROM v_notice_deliveries WHERE delivered_at IS NULL ORDER BY channel",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&common::auditor(&db).await)
     .await
     .unwrap();
     assert_eq!(

@@ -118,7 +118,7 @@ async fn receiver_down_then_up_nothing_lost_nothing_twice() {
     }
     // The audit shows tries and delivery; the token never reached the database.
     let (cols, rows) = store
-        .audit(ddh_renewd::store::AuditKind::Notices, None, None)
+        .audit_all(ddh_renewd::store::AuditKind::Notices, None, None)
         .await
         .unwrap();
     let tries = cols.iter().position(|c| c == "delivery_tries").unwrap();

@@ -78,29 +78,45 @@ pub fn cell(list: &[Attention]) -> String {
 /// Prints a `warning:` line on stderr for each attention of `records`: at most
 /// [`WARN_EACH`] hosts per kind, then a count (`plan` lists them all).
 pub fn warn<'a>(records: impl IntoIterator<Item = &'a HostRecord>, config: &Config) {
-    let mut shown = [0usize; 2];
-    let mut more = [0usize; 2];
+    let mut w = Warnings::default();
     for rec in records {
+        w.add(rec, config);
+    }
+    w.finish();
+}
+
+/// [`warn`] fed a record at a time (an import, chunk by chunk).
+#[derive(Default)]
+pub struct Warnings {
+    shown: [usize; 2],
+    more: [usize; 2],
+}
+
+impl Warnings {
+    pub fn add(&mut self, rec: &HostRecord, config: &Config) {
         for a in of(rec, config) {
             let k = a as usize;
-            if shown[k] < WARN_EACH {
-                shown[k] += 1;
+            if self.shown[k] < WARN_EACH {
+                self.shown[k] += 1;
                 eprintln!("warning: {}", a.warning(rec));
             } else {
-                more[k] += 1;
+                self.more[k] += 1;
             }
         }
     }
-    for (a, n) in [Attention::DoubleRenewRisk, Attention::RegionNotSynced]
-        .into_iter()
-        .zip(more)
-    {
-        if n > 0 {
-            eprintln!(
-                "warning: and {n} more host{} with \"{}\" (see `ddh-renewd plan`)",
-                if n == 1 { "" } else { "s" },
-                a.cell()
-            );
+
+    pub fn finish(self) {
+        for (a, n) in [Attention::DoubleRenewRisk, Attention::RegionNotSynced]
+            .into_iter()
+            .zip(self.more)
+        {
+            if n > 0 {
+                eprintln!(
+                    "warning: and {n} more host{} with \"{}\" (see `ddh-renewd plan`)",
+                    if n == 1 { "" } else { "s" },
+                    a.cell()
+                );
+            }
         }
     }
 }

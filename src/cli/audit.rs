@@ -2,6 +2,7 @@
 //! spreadsheets.
 
 use clap::{Args, Subcommand};
+use futures_util::StreamExt;
 
 use super::output;
 use crate::config::Config;
@@ -114,10 +115,7 @@ pub async fn run(config: &Config, cmd: AuditCmd) -> Result<()> {
         }),
     };
     let store = super::open_store(config).await?;
-    let (columns, rows) = store
-        .audit(kind, args.host.as_deref(), since.as_deref())
-        .await?;
-    store.close().await;
+    let (columns, mut rows) = store.audit(kind, args.host.as_deref(), since.as_deref());
     let table = !args.json && !args.csv;
     let chosen = choose(
         &columns,
@@ -125,44 +123,82 @@ pub async fn run(config: &Config, cmd: AuditCmd) -> Result<()> {
         table.then(|| compact(kind)),
     )?;
     let columns: Vec<String> = chosen.iter().map(|&i| columns[i].clone()).collect();
-    let rows: Vec<Vec<serde_json::Value>> = rows
-        .into_iter()
-        .map(|r| chosen.iter().map(|&i| r[i].clone()).collect())
-        .collect();
-    if args.json {
-        let objs: Vec<serde_json::Map<String, serde_json::Value>> = rows
-            .iter()
-            .map(|r| columns.iter().cloned().zip(r.iter().cloned()).collect())
-            .collect();
-        return output::json(&objs);
+    let mut sink = Sink::new(&args, &columns, config.display.timezone)?;
+    while let Some(r) = rows.next().await {
+        let mut r = r?;
+        sink.row(chosen.iter().map(|&i| std::mem::take(&mut r[i])).collect())?;
     }
-    let text = |v: &serde_json::Value| match v {
+    drop(rows);
+    store.close().await;
+    sink.finish()
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
-    };
-    if args.csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
-        let io = |e: csv::Error| Error::Runtime(format!("cannot write CSV: {e}"));
-        w.write_record(&columns).map_err(io)?;
-        for r in &rows {
-            w.write_record(r.iter().map(text)).map_err(io)?;
-        }
-        w.flush()
-            .map_err(|e| Error::Runtime(format!("cannot write CSV: {e}")))?;
-        return Ok(());
     }
-    // For people: every instant in the view's zone (JSON and CSV keep the stored UTC form).
-    let tz = config.display.timezone;
-    let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|v| output::instant_cell(&text(v), tz))
-                .collect()
-        })
-        .collect();
-    output::table(&cols, &table);
-    Ok(())
+}
+
+/// Where audit rows go: JSON and CSV are written as they come; the table is aligned over all
+/// rows, every instant in the view's zone (JSON and CSV keep the stored UTC form).
+enum Sink<'c> {
+    Json(
+        output::JsonArray<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+        &'c [String],
+    ),
+    Csv(Box<csv::Writer<std::io::StdoutLock<'static>>>),
+    Table(&'c [String], chrono_tz::Tz, Vec<Vec<String>>),
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    Error::Runtime(format!("cannot write CSV: {e}"))
+}
+
+impl<'c> Sink<'c> {
+    fn new(args: &AuditArgs, columns: &'c [String], tz: chrono_tz::Tz) -> Result<Self> {
+        if args.json {
+            return Ok(Self::Json(output::JsonArray::stdout(), columns));
+        }
+        if args.csv {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record(columns).map_err(csv_error)?;
+            return Ok(Self::Csv(Box::new(w)));
+        }
+        Ok(Self::Table(columns, tz, Vec::new()))
+    }
+
+    fn row(&mut self, r: Vec<serde_json::Value>) -> Result<()> {
+        match self {
+            Self::Json(out, columns) => {
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    columns.iter().cloned().zip(r).collect();
+                out.push(&obj)
+            }
+            Self::Csv(w) => w.write_record(r.iter().map(text)).map_err(csv_error),
+            Self::Table(_, tz, rows) => {
+                rows.push(
+                    r.iter()
+                        .map(|v| output::instant_cell(&text(v), *tz))
+                        .collect(),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Self::Json(out, _) => out.finish(),
+            Self::Csv(mut w) => w
+                .flush()
+                .map_err(|e| Error::Runtime(format!("cannot write CSV: {e}"))),
+            Self::Table(columns, _, rows) => {
+                let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+                output::table(&cols, &rows);
+                Ok(())
+            }
+        }
+    }
 }

@@ -343,7 +343,7 @@ async fn demo(
 
     // The audit summary, from the views auditors query.
     println!("\naudit summary (v_attempts, v_notices, v_windows):");
-    let (cols, attempts) = store.audit(AuditKind::Attempts, None, None).await?;
+    let (cols, attempts) = store.audit_all(AuditKind::Attempts, None, None).await?;
     let col = |name: &str| cols.iter().position(|c| c == name).unwrap_or(usize::MAX);
     let (outcome_col, token_col) = (col("outcome"), col("client_token"));
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
@@ -362,7 +362,7 @@ async fn demo(
         attempts.len(),
         fmt_counts(&by_outcome)
     );
-    let (ncols, notices) = store.audit(AuditKind::Notices, None, None).await?;
+    let (ncols, notices) = store.audit_all(AuditKind::Notices, None, None).await?;
     let kind_col = ncols.iter().position(|c| c == "kind").unwrap_or(usize::MAX);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for n in &notices {
@@ -371,7 +371,7 @@ async fn demo(
         }
     }
     println!("  notices: {}", fmt_counts(&kinds));
-    let (_, windows) = store.audit(AuditKind::Windows, None, None).await?;
+    let (_, windows) = store.audit_all(AuditKind::Windows, None, None).await?;
     println!("  window runs: {}", windows.len());
     let (ledger, tokens_ok) = emu.with_state(|s| {
         let tokens: std::collections::HashSet<&str> = attempts

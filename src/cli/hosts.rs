@@ -13,6 +13,8 @@ use crate::config::Config;
 use crate::domain::HostId;
 use crate::error::{Error, Result};
 use crate::import;
+use futures_util::StreamExt;
+
 use crate::store::{HostChange, HostRecord, PolicyChange, Source, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -114,291 +116,300 @@ fn parse_id(raw: &str) -> Result<HostId> {
 
 pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
     match cmd {
-        HostsCmd::List { all, json } => {
-            let store = super::open_store(config).await?;
-            let records = store.hosts(all).await?;
-            let renewed = store.renewed_into_current_cycle().await?;
-            let open = store.hosts_in_open_attempts().await?;
-            store.close().await;
-            let now = Utc::now();
-            let plans = super::plan::build(&records, &renewed, &open, config, now, None);
-            let by_id: std::collections::HashMap<&str, &PlanEntry> =
-                plans.iter().map(|p| (p.host_id.as_str(), p)).collect();
-            let plan_of = |r: &HostRecord| {
-                by_id
-                    .get(r.host.id.as_str())
-                    .copied()
-                    .filter(|_| r.removed_at.is_none())
-            };
-            if json {
-                let view: Vec<HostView<'_>> = records.iter().map(|r| view(r, plan_of(r))).collect();
-                return output::json(&view);
-            }
-            let tz = config.display.timezone;
-            let rows: Vec<Vec<String>> = records
-                .iter()
-                .map(|r| {
-                    let p = r.effective_policy();
-                    let plan = plan_of(r);
-                    vec![
-                        r.host.id.to_string(),
-                        r.host.region_id.clone(),
-                        r.host.charge_type.to_string(),
-                        r.host.status.to_string(),
-                        output::local_short(r.host.expired_time, tz),
-                        match plan {
-                            Some(pl) if pl.days_left.is_some() => {
-                                output::days_left_cell(r.host.expired_time, now)
-                            }
-                            _ => "-".to_owned(),
-                        },
-                        format!("{} {} {}", p.status, p.period.n, p.period.unit),
-                        plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
-                        plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
-                        or_dash(r.removed_at.map(|t| output::local_short(t, tz))),
-                    ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "HOST",
-                    "REGION",
-                    "CHARGE",
-                    "STATUS",
-                    "EXPIRES",
-                    "DAYS LEFT",
-                    "POLICY",
-                    "STATE",
-                    "ATTENTION",
-                    "REMOVED",
-                ],
-                &rows,
-            );
-            Ok(())
+        HostsCmd::List { all, json } => list(config, all, json).await,
+        HostsCmd::Show { id, json } => show(config, &id, json).await,
+        HostsCmd::Add(a) => add(config, &a).await,
+        HostsCmd::Import { file, json } => import_file(config, &file, json).await,
+        HostsCmd::Remove { id } => remove(config, &id).await,
+    }
+}
+
+/// `hosts list`: JSON is streamed; the table is aligned over every row.
+async fn list(config: &Config, all: bool, json: bool) -> Result<()> {
+    let store = super::open_store(config).await?;
+    let now = Utc::now();
+    let mut hosts = store.planned_hosts(all);
+    let mut out = json.then(output::JsonArray::stdout);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    while let Some(ph) = hosts.next().await {
+        let ph = ph?;
+        let plan = if ph.record.removed_at.is_none() {
+            super::plan::entry(&ph, config, now, None)
+        } else {
+            None
+        };
+        match &mut out {
+            Some(out) => out.push(&view(&ph.record, plan.as_ref()))?,
+            None => rows.push(list_row(&ph.record, plan.as_ref(), config, now)),
         }
-        HostsCmd::Show { id, json } => {
-            let id = parse_id(&id)?;
-            let store = super::open_store(config).await?;
-            let rec = store
-                .host(&id)
-                .await?
-                .ok_or(StoreError::HostNotFound(id.clone()))?;
-            let policy_changes = store.policy_changes(Some(&id)).await?;
-            let host_changes = store.host_changes(&id).await?;
-            let renewed = store.renewed_into_current_cycle().await?;
-            let open = store.hosts_in_open_attempts().await?;
-            store.close().await;
-            let now = Utc::now();
-            let plans = super::plan::build(
-                std::slice::from_ref(&rec),
-                &renewed,
-                &open,
-                config,
-                now,
-                None,
-            );
-            let plan = plans.first().filter(|_| rec.removed_at.is_none());
-            if json {
-                return output::json(&HostDetail {
-                    host: view(&rec, plan),
-                    policy_changes: &policy_changes,
-                    host_changes: &host_changes,
-                });
-            }
-            let tz = config.display.timezone;
-            let at = |t| output::local_short(t, tz);
-            let p = rec.effective_policy();
-            let h = &rec.host;
-            let fields = [
-                ("host", h.id.to_string()),
-                ("region", h.region_id.clone()),
-                ("zone", or_dash(h.zone_id.clone())),
-                ("charge type", h.charge_type.to_string()),
-                ("status", h.status.to_string()),
-                ("expires", at(h.expired_time)),
-                (
-                    "days left",
-                    match plan {
-                        Some(pl) if pl.days_left.is_some() => {
-                            output::days_left_cell(h.expired_time, now)
-                        }
-                        _ => "-".to_owned(),
-                    },
-                ),
-                ("financial lock", h.financial_lock.to_string()),
-                (
-                    "policy",
-                    format!(
-                        "{} {} {}{}",
-                        p.status,
-                        p.period.n,
-                        p.period.unit,
-                        if rec.policy.is_none() {
-                            " (default)"
-                        } else {
-                            ""
-                        }
-                    ),
-                ),
-                (
-                    "state",
-                    plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
-                ),
-                (
-                    "next window",
-                    or_dash(
-                        plan.and_then(|pl| pl.next_window.as_deref())
-                            .map(|w| output::instant_cell(w, tz)),
-                    ),
-                ),
-                (
-                    "attention",
-                    plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
-                ),
-                ("added", at(rec.created_at)),
-                ("updated", at(rec.updated_at)),
-                ("removed", or_dash(rec.removed_at.map(at))),
-            ];
-            for (k, v) in fields {
-                println!("{k:<15} {v}");
-            }
-            if !policy_changes.is_empty() {
-                println!("\npolicy history:");
-                for c in &policy_changes {
-                    println!(
-                        "  {}  {} -> {} {} {}  ({}, op {})",
-                        output::instant_cell(&c.changed_at, tz),
-                        c.old_renewal_status.as_deref().unwrap_or("(none)"),
-                        c.new_renewal_status,
-                        c.new_duration,
-                        c.new_period_unit,
-                        c.source,
-                        c.op_id
-                    );
-                }
-            }
-            if !host_changes.is_empty() {
-                println!("\nhost history:");
-                for c in &host_changes {
-                    match &c.field {
-                        Some(f) => println!(
-                            "  {}  {} {}: {} -> {}  ({})",
-                            output::instant_cell(&c.changed_at, tz),
-                            c.kind,
-                            f,
-                            c.old_value
-                                .as_deref()
-                                .map_or_else(String::new, |v| output::instant_cell(v, tz)),
-                            c.new_value
-                                .as_deref()
-                                .map_or_else(String::new, |v| output::instant_cell(v, tz)),
-                            c.source
-                        ),
-                        None => println!(
-                            "  {}  {}  ({})",
-                            output::instant_cell(&c.changed_at, tz),
-                            c.kind,
-                            c.source
-                        ),
-                    }
-                }
-            }
-            Ok(())
-        }
-        HostsCmd::Add(a) => {
-            let input = import::host_from_fields(
-                &a.id,
-                &a.region,
-                &a.expired_time,
-                &a.charge_type,
-                a.renewal_status.as_deref(),
-                a.duration,
-                a.period_unit.as_deref(),
-            )
-            .map_err(|source| Error::Import {
-                file: "hosts add".into(),
-                source,
-            })?;
-            let store = super::open_store(config).await?;
-            let summary = store
-                .upsert_hosts(
-                    std::slice::from_ref(&input),
-                    "hosts_add",
-                    Source::Cli,
-                    input.host.id.as_str(),
-                    Utc::now(),
-                )
-                .await?;
-            let written = store.host(&input.host.id).await?;
-            store.close().await;
-            attention::warn(written.iter(), config);
-            if a.json {
-                return output::json(&summary);
-            }
-            let verb = if summary.added == 1 {
-                "added"
-            } else if summary.updated == 1 || summary.restored == 1 {
-                "updated"
-            } else {
-                "unchanged"
-            };
-            println!(
-                "{} {verb}{}",
-                input.host.id,
-                if summary.policies_changed == 1 {
-                    ", policy set"
+    }
+    drop(hosts);
+    store.close().await;
+    if let Some(out) = out {
+        return out.finish();
+    }
+    output::table(
+        &[
+            "HOST",
+            "REGION",
+            "CHARGE",
+            "STATUS",
+            "EXPIRES",
+            "DAYS LEFT",
+            "POLICY",
+            "STATE",
+            "ATTENTION",
+            "REMOVED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn list_row(
+    r: &HostRecord,
+    plan: Option<&PlanEntry>,
+    config: &Config,
+    now: chrono::DateTime<Utc>,
+) -> Vec<String> {
+    let tz = config.display.timezone;
+    let p = r.effective_policy();
+    vec![
+        r.host.id.to_string(),
+        r.host.region_id.clone(),
+        r.host.charge_type.to_string(),
+        r.host.status.to_string(),
+        output::local_short(r.host.expired_time, tz),
+        match plan {
+            Some(pl) if pl.days_left.is_some() => output::days_left_cell(r.host.expired_time, now),
+            _ => "-".to_owned(),
+        },
+        format!("{} {} {}", p.status, p.period.n, p.period.unit),
+        plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
+        plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
+        or_dash(r.removed_at.map(|t| output::local_short(t, tz))),
+    ]
+}
+
+async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
+    let id = parse_id(id)?;
+    let store = super::open_store(config).await?;
+    let ph = store
+        .planned_host(&id)
+        .await?
+        .ok_or(StoreError::HostNotFound(id.clone()))?;
+    let policy_changes = store.policy_changes(Some(&id)).await?;
+    let host_changes = store.host_changes(&id).await?;
+    store.close().await;
+    let now = Utc::now();
+    let plan = if ph.record.removed_at.is_none() {
+        super::plan::entry(&ph, config, now, None)
+    } else {
+        None
+    };
+    let plan = plan.as_ref();
+    let rec = &ph.record;
+    if json {
+        return output::json(&HostDetail {
+            host: view(rec, plan),
+            policy_changes: &policy_changes,
+            host_changes: &host_changes,
+        });
+    }
+    let tz = config.display.timezone;
+    let at = |t| output::local_short(t, tz);
+    let p = rec.effective_policy();
+    let h = &rec.host;
+    let fields = [
+        ("host", h.id.to_string()),
+        ("region", h.region_id.clone()),
+        ("zone", or_dash(h.zone_id.clone())),
+        ("charge type", h.charge_type.to_string()),
+        ("status", h.status.to_string()),
+        ("expires", at(h.expired_time)),
+        (
+            "days left",
+            match plan {
+                Some(pl) if pl.days_left.is_some() => output::days_left_cell(h.expired_time, now),
+                _ => "-".to_owned(),
+            },
+        ),
+        ("financial lock", h.financial_lock.to_string()),
+        (
+            "policy",
+            format!(
+                "{} {} {}{}",
+                p.status,
+                p.period.n,
+                p.period.unit,
+                if rec.policy.is_none() {
+                    " (default)"
                 } else {
                     ""
                 }
-            );
-            Ok(())
-        }
-        HostsCmd::Import { file, json } => {
-            let shown = file.display().to_string();
-            let text = import::read_file(&file).map_err(Error::Usage)?;
-            let inputs = import::parse(&text).map_err(|source| Error::Import {
-                file: shown.clone(),
-                source,
-            })?;
-            let store = super::open_store(config).await?;
-            let summary = store
-                .upsert_hosts(&inputs, "hosts_import", Source::Import, &shown, Utc::now())
-                .await?;
-            let ids: std::collections::HashSet<&str> =
-                inputs.iter().map(|i| i.host.id.as_str()).collect();
-            let records = store.hosts(false).await?;
-            store.close().await;
-            attention::warn(
-                records.iter().filter(|r| ids.contains(r.host.id.as_str())),
-                config,
-            );
-            if json {
-                return output::json(&summary);
-            }
+            ),
+        ),
+        (
+            "state",
+            plan.map_or_else(|| "removed".to_owned(), |pl| pl.state.clone()),
+        ),
+        (
+            "next window",
+            or_dash(
+                plan.and_then(|pl| pl.next_window.as_deref())
+                    .map(|w| output::instant_cell(w, tz)),
+            ),
+        ),
+        (
+            "attention",
+            plan.map_or_else(|| "-".to_owned(), |pl| attention::cell(&pl.attention)),
+        ),
+        ("added", at(rec.created_at)),
+        ("updated", at(rec.updated_at)),
+        ("removed", or_dash(rec.removed_at.map(at))),
+    ];
+    for (k, v) in fields {
+        println!("{k:<15} {v}");
+    }
+    if !policy_changes.is_empty() {
+        println!("\npolicy history:");
+        for c in &policy_changes {
             println!(
-                "imported {} rows from {shown}: {} added, {} updated, {} unchanged, {} restored, {} policies set",
-                inputs.len(),
-                summary.added,
-                summary.updated,
-                summary.unchanged,
-                summary.restored,
-                summary.policies_changed
+                "  {}  {} -> {} {} {}  ({}, op {})",
+                output::instant_cell(&c.changed_at, tz),
+                c.old_renewal_status.as_deref().unwrap_or("(none)"),
+                c.new_renewal_status,
+                c.new_duration,
+                c.new_period_unit,
+                c.source,
+                c.op_id
             );
-            Ok(())
-        }
-        HostsCmd::Remove { id } => {
-            let id = parse_id(&id)?;
-            let store = super::open_store(config).await?;
-            let removed = store.remove_host(&id, Utc::now()).await?;
-            store.close().await;
-            if removed {
-                println!("{id} removed (history kept; `hosts add` or an import restores it)");
-            } else {
-                println!("{id} was already removed");
-            }
-            Ok(())
         }
     }
+    if !host_changes.is_empty() {
+        println!("\nhost history:");
+        for c in &host_changes {
+            match &c.field {
+                Some(f) => println!(
+                    "  {}  {} {}: {} -> {}  ({})",
+                    output::instant_cell(&c.changed_at, tz),
+                    c.kind,
+                    f,
+                    c.old_value
+                        .as_deref()
+                        .map_or_else(String::new, |v| output::instant_cell(v, tz)),
+                    c.new_value
+                        .as_deref()
+                        .map_or_else(String::new, |v| output::instant_cell(v, tz)),
+                    c.source
+                ),
+                None => println!(
+                    "  {}  {}  ({})",
+                    output::instant_cell(&c.changed_at, tz),
+                    c.kind,
+                    c.source
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn add(config: &Config, a: &AddArgs) -> Result<()> {
+    let input = import::host_from_fields(
+        &a.id,
+        &a.region,
+        &a.expired_time,
+        &a.charge_type,
+        a.renewal_status.as_deref(),
+        a.duration,
+        a.period_unit.as_deref(),
+    )
+    .map_err(|source| Error::Import {
+        file: "hosts add".into(),
+        source,
+    })?;
+    let store = super::open_store(config).await?;
+    let summary = store
+        .upsert_hosts(
+            std::slice::from_ref(&input),
+            "hosts_add",
+            Source::Cli,
+            input.host.id.as_str(),
+            Utc::now(),
+        )
+        .await?;
+    let written = store.host(&input.host.id).await?;
+    store.close().await;
+    attention::warn(written.iter(), config);
+    if a.json {
+        return output::json(&summary);
+    }
+    let verb = if summary.added == 1 {
+        "added"
+    } else if summary.updated == 1 || summary.restored == 1 {
+        "updated"
+    } else {
+        "unchanged"
+    };
+    println!(
+        "{} {verb}{}",
+        input.host.id,
+        if summary.policies_changed == 1 {
+            ", policy set"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Result<()> {
+    let shown = file.display().to_string();
+    let text = import::read_file(file).map_err(Error::Usage)?;
+    let inputs = import::parse(&text).map_err(|source| Error::Import {
+        file: shown.clone(),
+        source,
+    })?;
+    let store = super::open_store(config).await?;
+    let mut writer = store
+        .begin_upsert("hosts_import", Source::Import, &shown, Utc::now())
+        .await?;
+    let mut warnings = attention::Warnings::default();
+    for chunk in inputs.chunks(crate::store::WRITE_CHUNK) {
+        for rec in writer.write(chunk).await? {
+            warnings.add(&rec, config);
+        }
+    }
+    let summary = writer.commit().await?;
+    store.close().await;
+    warnings.finish();
+    if json {
+        return output::json(&summary);
+    }
+    println!(
+        "imported {} rows from {shown}: {} added, {} updated, {} unchanged, {} restored, {} policies set",
+        inputs.len(),
+        summary.added,
+        summary.updated,
+        summary.unchanged,
+        summary.restored,
+        summary.policies_changed
+    );
+    Ok(())
+}
+
+async fn remove(config: &Config, id: &str) -> Result<()> {
+    let id = parse_id(id)?;
+    let store = super::open_store(config).await?;
+    let removed = store.remove_host(&id, Utc::now()).await?;
+    store.close().await;
+    if removed {
+        println!("{id} removed (history kept; `hosts add` or an import restores it)");
+    } else {
+        println!("{id} was already removed");
+    }
+    Ok(())
 }
 
 fn view<'a>(record: &'a HostRecord, plan: Option<&PlanEntry>) -> HostView<'a> {

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
+use std::io::Write;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -36,6 +38,125 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
         .map_err(|e| Error::Runtime(format!("cannot encode JSON output: {e}")))?;
     println!("{text}");
     Ok(())
+}
+
+/// A JSON array written element by element, byte for byte what [`json`] prints for the whole
+/// array: a million elements never sit in memory at once.
+pub struct JsonArray<W: Write> {
+    out: W,
+    n: usize,
+}
+
+impl JsonArray<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    pub fn stdout() -> Self {
+        Self::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout().lock(),
+        ))
+    }
+}
+
+impl<W: Write> JsonArray<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, n: 0 }
+    }
+
+    pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let sep: &[u8] = if self.n == 0 { b"[\n  " } else { b",\n  " };
+        self.n += 1;
+        self.out.write_all(sep).map_err(write_error)?;
+        let mut ser = serde_json::Serializer::with_formatter(&mut self.out, Nested::default());
+        value
+            .serialize(&mut ser)
+            .map_err(|e| Error::Runtime(format!("cannot encode JSON output: {e}")))
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        let end: &[u8] = if self.n == 0 { b"[]\n" } else { b"\n]\n" };
+        self.out.write_all(end).map_err(write_error)?;
+        self.out.flush().map_err(write_error)
+    }
+}
+
+/// serde_json's pretty layout (two spaces a level) for a value that is itself an element of
+/// the top-level array: every line one level deeper.
+#[derive(Default)]
+struct Nested {
+    level: usize,
+    has_value: bool,
+}
+
+impl Nested {
+    fn indent<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
+        for _ in 0..=self.level {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b)
+    }
+
+    fn close<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            w.write_all(b"\n")?;
+            self.indent(w)?;
+        }
+        w.write_all(b)
+    }
+
+    fn item<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(w)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(w, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::Runtime(format!("cannot write the output: {e}"))
 }
 
 /// RFC 3339 in UTC (`2026-12-10T16:00:00Z`).
@@ -113,5 +234,38 @@ mod tests {
         );
         assert_eq!(instant_cell("renewed", tz), "renewed");
         assert_eq!(instant_cell("42", tz), "42");
+    }
+
+    #[derive(Serialize)]
+    struct E {
+        a: u32,
+        b: Vec<&'static str>,
+        c: Option<String>,
+    }
+
+    #[test]
+    fn a_streamed_array_is_byte_for_byte_the_whole_arrays_text() {
+        let items = [
+            E {
+                a: 1,
+                b: vec!["x", "line\nbreak"],
+                c: None,
+            },
+            E {
+                a: 2,
+                b: vec![],
+                c: Some("q\"uote".into()),
+            },
+        ];
+        for n in 0..=items.len() {
+            let mut out = Vec::new();
+            let mut arr = JsonArray::new(&mut out);
+            for e in &items[..n] {
+                arr.push(e).unwrap();
+            }
+            arr.finish().unwrap();
+            let whole = serde_json::to_string_pretty(&items[..n]).unwrap() + "\n";
+            assert_eq!(String::from_utf8(out).unwrap(), whole, "{n} elements");
+        }
     }
 }

@@ -7,9 +7,10 @@ use serde::Serialize;
 use super::attention::{self, Attention};
 use super::output::{self, local_short, or_dash, utc, zoned};
 use crate::config::Config;
-use crate::domain::plan::{HostHistory, HostPlan, HostState, plan_host};
+use crate::domain::plan::{HostPlan, HostState, plan_host};
 use crate::error::Result;
-use crate::store::HostRecord;
+use crate::store::PlannedHost;
+use futures_util::StreamExt;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -45,69 +46,46 @@ pub struct PlanEntry {
     pub attention: Vec<Attention>,
 }
 
-/// Plans every record at `at`; `days` keeps only hosts due or with a window within N days.
-/// `renewed` holds the hosts whose current cycle began with a renewal recorded by the engine.
-pub fn build(
-    records: &[HostRecord],
-    renewed: &std::collections::HashMap<String, DateTime<Utc>>,
-    open: &std::collections::HashMap<String, (i64, bool)>,
+/// The plan entry of one host at `at`; `None` when `horizon` is set and the host has no window
+/// at or before it.
+pub fn entry(
+    ph: &PlannedHost,
     config: &Config,
     at: DateTime<Utc>,
-    days: Option<u32>,
-) -> Vec<PlanEntry> {
+    horizon: Option<DateTime<Utc>>,
+) -> Option<PlanEntry> {
     let schedule = &config.schedule.schedule();
-    let horizon = days.map(|d| at + Duration::days(i64::from(d)));
-    records
-        .iter()
-        .filter_map(|rec| {
-            let policy = rec.effective_policy();
-            let HostPlan {
-                state,
-                next_window,
-                last_window,
-            } = plan_host(
-                &rec.host,
-                &policy,
-                schedule,
-                at,
-                HostHistory {
-                    recently_renewed: renewed.contains_key(rec.host.id.as_str()),
-                    open_attempt: open.get(rec.host.id.as_str()).map(|(_, blocked)| *blocked),
-                },
-            );
-            if let Some(h) = horizon
-                && next_window.is_none_or(|w| w > h)
-            {
-                return None;
-            }
-            Some(PlanEntry {
-                host_id: rec.host.id.to_string(),
-                region_id: rec.host.region_id.clone(),
-                charge_type: rec.host.charge_type.to_string(),
-                expired_time: utc(rec.host.expired_time),
-                renewal_status: policy.status.to_string(),
-                duration: policy.period.n,
-                period_unit: policy.period.unit.to_string(),
-                state: state.to_string(),
-                next_window: next_window.map(|w| zoned(w, schedule.tz)),
-                last_window: last_window.map(|w| zoned(w, schedule.tz)),
-                days_left: (!matches!(state, HostState::Released | HostState::Postpaid))
-                    .then(|| output::days_left(rec.host.expired_time, at)),
-                attention: attention::of(rec, config),
-            })
-        })
-        .collect()
+    let rec = &ph.record;
+    let policy = rec.effective_policy();
+    let HostPlan {
+        state,
+        next_window,
+        last_window,
+    } = plan_host(&rec.host, &policy, schedule, at, ph.history);
+    if let Some(h) = horizon
+        && next_window.is_none_or(|w| w > h)
+    {
+        return None;
+    }
+    Some(PlanEntry {
+        host_id: rec.host.id.to_string(),
+        region_id: rec.host.region_id.clone(),
+        charge_type: rec.host.charge_type.to_string(),
+        expired_time: utc(rec.host.expired_time),
+        renewal_status: policy.status.to_string(),
+        duration: policy.period.n,
+        period_unit: policy.period.unit.to_string(),
+        state: state.to_string(),
+        next_window: next_window.map(|w| zoned(w, schedule.tz)),
+        last_window: last_window.map(|w| zoned(w, schedule.tz)),
+        days_left: (!matches!(state, HostState::Released | HostState::Postpaid))
+            .then(|| output::days_left(rec.host.expired_time, at)),
+        attention: attention::of(rec, config),
+    })
 }
 
-pub fn print(
-    entries: &[PlanEntry],
-    tz: chrono_tz::Tz,
-    at: DateTime<Utc>,
-    json: bool,
-) -> Result<()> {
-    if json {
-        return output::json(entries);
-    }
+/// The table for people (JSON is streamed by [`run`]).
+fn print_table(entries: &[PlanEntry], tz: chrono_tz::Tz, at: DateTime<Utc>) -> Result<()> {
     let short = |s: &Option<String>| {
         or_dash(
             s.as_deref()
@@ -158,11 +136,25 @@ pub fn print(
 
 pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     let store = super::open_store(config).await?;
-    let records = store.hosts(false).await?;
-    let renewed = store.renewed_into_current_cycle().await?;
-    let open = store.hosts_in_open_attempts().await?;
     let at = args.at.unwrap_or_else(Utc::now);
-    let entries = build(&records, &renewed, &open, config, at, args.days);
+    let horizon = args.days.map(|d| at + Duration::days(i64::from(d)));
+    let mut rows = store.planned_hosts(false);
+    let result = if args.json {
+        let mut out = output::JsonArray::stdout();
+        while let Some(ph) = rows.next().await {
+            if let Some(e) = entry(&ph?, config, at, horizon) {
+                out.push(&e)?;
+            }
+        }
+        out.finish()
+    } else {
+        let mut entries = Vec::new();
+        while let Some(ph) = rows.next().await {
+            entries.extend(entry(&ph?, config, at, horizon));
+        }
+        print_table(&entries, config.display.timezone, at)
+    };
+    drop(rows);
     store.close().await;
-    print(&entries, config.display.timezone, at, args.json)
+    result
 }

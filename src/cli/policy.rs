@@ -75,13 +75,14 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
             };
             let store = super::open_store(config).await?;
             let outcome = store.set_policy(&req, Source::Cli, Utc::now()).await?;
-            let ids: std::collections::HashSet<&str> = req.ids.iter().map(String::as_str).collect();
-            let records = store.hosts(false).await?;
+            let ids: Vec<HostId> = req
+                .ids
+                .iter()
+                .filter_map(|id| HostId::parse(id).ok())
+                .collect();
+            let records = store.hosts_by_ids(&ids).await?;
             store.close().await;
-            super::attention::warn(
-                records.iter().filter(|r| ids.contains(r.host.id.as_str())),
-                config,
-            );
+            super::attention::warn(records.iter().filter(|r| r.removed_at.is_none()), config);
             if a.json {
                 return output::json(&outcome);
             }
@@ -147,11 +148,16 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
                 );
                 return Ok(());
             }
-            let mut records = store.hosts(false).await?;
+            let records = match &host {
+                Some(h) => store
+                    .host(h)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.removed_at.is_none())
+                    .collect(),
+                None => store.hosts(false).await?,
+            };
             store.close().await;
-            if let Some(h) = &host {
-                records.retain(|r| &r.host.id == h);
-            }
             #[derive(serde::Serialize)]
             struct Row {
                 host_id: String,

@@ -245,7 +245,19 @@ pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
 }
 
 async fn renew_with(engine: &Engine, args: &RenewArgs) -> Result<PassReport> {
-    let records = engine.store().hosts(false).await?;
+    // Only the named hosts are read; an id that does not parse is reported by validate_renew.
+    let named: Vec<crate::domain::HostId> = crate::domain::parse_id_list(&args.ids)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| crate::domain::HostId::parse(id).ok())
+        .collect();
+    let records: Vec<_> = engine
+        .store()
+        .hosts_by_ids(&named)
+        .await?
+        .into_iter()
+        .filter(|r| r.removed_at.is_none())
+        .collect();
     let raw = RawRenew {
         region_id: &args.region,
         ids: &args.ids,

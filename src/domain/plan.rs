@@ -96,7 +96,9 @@ pub fn plan_host(
         return none(HostState::Postpaid);
     }
     let e = host.expired_time;
-    let last_window = schedule.last_window(e);
+    // The cycle's windows, computed once (each is a time-zone conversion).
+    let windows = schedule.windows(e);
+    let last_window = windows.last().copied();
     let with = |state, next_window| HostPlan {
         state,
         next_window,
@@ -113,10 +115,10 @@ pub fn plan_host(
     if policy.status != RenewalStatus::AutoRenewal {
         return with(HostState::NotManaged, None);
     }
-    if let Some(w) = schedule.latest_window_at_or_before(e, at) {
-        return with(HostState::Due, Some(w));
+    if let Some(w) = windows.iter().rev().find(|w| **w <= at) {
+        return with(HostState::Due, Some(*w));
     }
-    let next = schedule.next_window_after(e, at);
+    let next = windows.iter().find(|w| **w > at).copied();
     if history.recently_renewed {
         with(HostState::Renewed, next)
     } else {

@@ -9,7 +9,9 @@ use std::fmt::Write;
 
 use super::OpsState;
 use super::health::Problem;
-use crate::domain::plan::{HostHistory, plan_host};
+use futures_util::StreamExt;
+
+use crate::domain::plan::plan_host;
 use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::ecs::client::LATENCY_BUCKETS;
 use crate::store::StoreError;
@@ -89,80 +91,61 @@ pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     Ok(o.0)
 }
 
-/// Per-host series and per-state counts, with the state and policy on every host series.
+/// Per-host series and per-state counts, with the state and policy on every host series. The
+/// hosts are read as a stream: one row at a time, whatever the inventory's size.
 async fn hosts(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
     let now = s.clock.now();
-    let records = s.store.hosts(false).await?;
-    let renewed = s.store.renewed_into_current_cycle().await?;
-    let open = s.store.hosts_in_open_attempts().await?;
-    let mut expiry = Vec::with_capacity(records.len());
-    let mut next = Vec::new();
+    let mut next = Out(String::new());
     let mut by_state: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for r in &records {
-        let id = r.host.id.as_str();
-        let policy = r.effective_policy();
-        let p = plan_host(
-            &r.host,
-            &policy,
-            &s.schedule,
-            now,
-            HostHistory {
-                recently_renewed: renewed.contains_key(id),
-                open_attempt: open.get(id).map(|(_, blocked)| *blocked),
-            },
-        );
-        expiry.push((
-            id,
-            &r.host.region_id,
-            p.state.as_str(),
-            policy.status.as_str(),
-            r.host.expired_time,
-        ));
-        if let Some(w) = p.next_window {
-            next.push((id, &r.host.region_id, w));
-        }
-        *by_state.entry(p.state.as_str()).or_default() += 1;
-    }
+    let mut attempts: BTreeMap<bool, u64> = BTreeMap::new();
     o.family(
         "host_expiry_timestamp_seconds",
         "gauge",
         "Current expiry of each host (Unix time), with its state, policy and region.",
     );
-    for (id, region, state, policy, e) in expiry {
-        o.sample(
-            "host_expiry_timestamp_seconds",
-            &[
-                ("host_id", id),
-                ("region", region),
-                ("state", state),
-                ("policy", policy),
-            ],
-            e.timestamp() as f64,
-        );
-    }
-    o.family(
+    next.family(
         "host_next_window_timestamp_seconds",
         "gauge",
         "Next (or due) renewal window of each managed host (Unix time).",
     );
-    for (id, region, w) in next {
+    let mut rows = s.store.planned_hosts(false);
+    while let Some(ph) = rows.next().await {
+        let ph = ph?;
+        let r = &ph.record;
+        let id = r.host.id.as_str();
+        let policy = r.effective_policy();
+        let p = plan_host(&r.host, &policy, &s.schedule, now, ph.history);
         o.sample(
-            "host_next_window_timestamp_seconds",
-            &[("host_id", id), ("region", region)],
-            w.timestamp() as f64,
+            "host_expiry_timestamp_seconds",
+            &[
+                ("host_id", id),
+                ("region", &r.host.region_id),
+                ("state", p.state.as_str()),
+                ("policy", policy.status.as_str()),
+            ],
+            r.host.expired_time.timestamp() as f64,
         );
+        if let Some(w) = p.next_window {
+            next.sample(
+                "host_next_window_timestamp_seconds",
+                &[("host_id", id), ("region", &r.host.region_id)],
+                w.timestamp() as f64,
+            );
+        }
+        *by_state.entry(p.state.as_str()).or_default() += 1;
     }
+    drop(rows);
+    o.0.push_str(&next.0);
     o.family("hosts", "gauge", "Hosts in the inventory by state.");
     for (state, n) in by_state {
         o.sample("hosts", &[("state", state)], n as f64);
     }
-    let mut attempts: BTreeMap<bool, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for (attempt, blocked) in open.values() {
-        attempts.entry(*blocked).or_default().insert(*attempt);
+    for (_, blocked) in s.store.undecided_attempt_ids().await? {
+        *attempts.entry(blocked).or_default() += 1;
     }
     o.family("attempts_undecided", "gauge", "Renewal attempts without an outcome: open (resolved with their own ClientToken) or blocked (a person must settle them).");
     for (state, blocked) in [("open", false), ("blocked", true)] {
-        let n = attempts.get(&blocked).map_or(0, |a| a.len());
+        let n = attempts.get(&blocked).copied().unwrap_or(0);
         o.sample("attempts_undecided", &[("state", state)], n as f64);
     }
     Ok(())

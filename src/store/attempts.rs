@@ -935,6 +935,19 @@ impl Store {
             .collect()
     }
 
+    /// Every attempt without an outcome, with whether it is blocked.
+    pub async fn undecided_attempt_ids(&self) -> Result<Vec<(i64, bool)>, StoreError> {
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "SELECT ao.attempt_id,
+                    EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id)
+             FROM attempt_open ao ORDER BY ao.attempt_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::sql("reading open attempts"))?;
+        Ok(rows)
+    }
+
     /// Managed hosts (AutoRenewal, PrePaid, in the inventory) per region.
     pub async fn managed_per_region(&self) -> Result<HashMap<String, usize>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
@@ -950,21 +963,6 @@ impl Store {
             .into_iter()
             .map(|(r, n)| (r, usize::try_from(n).unwrap_or(0)))
             .collect())
-    }
-
-    /// PrePaid hosts not renewed here (`Normal`/`NotRenewal`) whose cycle is still open.
-    pub async fn unmanaged_hosts(&self, now: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            rows_select!(),
-            " WHERE h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
-                AND COALESCE(p.renewal_status, 'Normal') <> 'AutoRenewal' AND h.expired_time > ?
-              ORDER BY h.host_id"
-        ))
-        .bind(to_db(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("selecting unmanaged hosts"))?;
-        rows.iter().map(HostRecord::from_row).collect()
     }
 
     /// Records notices outside a decision; returns how many were new.

@@ -1,5 +1,6 @@
 //! The audit trail as auditors read it: the stable views, filtered by host and time.
 
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -14,14 +15,18 @@ pub enum AuditKind {
 }
 
 impl Store {
-    /// Rows of an audit view, oldest first, optionally for one host and from an instant.
-    /// Returns column names and JSON values (numbers stay numbers).
-    pub async fn audit(
-        &self,
+    /// Rows of an audit view, oldest first, optionally for one host and from an instant: the
+    /// column names, and the rows as a stream of JSON values (numbers stay numbers), read one
+    /// at a time.
+    pub fn audit<'a>(
+        &'a self,
         kind: AuditKind,
-        host: Option<&str>,
-        since: Option<&str>,
-    ) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>), StoreError> {
+        host: Option<&'a str>,
+        since: Option<&'a str>,
+    ) -> (
+        Vec<String>,
+        BoxStream<'a, Result<Vec<serde_json::Value>, StoreError>>,
+    ) {
         let sql = match kind {
             AuditKind::Attempts => "SELECT attempt_id, kind, window_at, host_id, cycle, region_id, period, period_unit,
                     client_token, sent_at, sends, finished_at, http_status, code, request_id, state, outcome,
@@ -41,31 +46,39 @@ impl Store {
                  FROM v_windows WHERE ?1 IS NULL AND (?2 IS NULL OR window_at >= ?2)
                  ORDER BY run_id",
         };
+        let columns: Vec<String> = sql
+            .split("FROM")
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("SELECT")
+            .split(',')
+            .map(|c| c.trim().to_owned())
+            .collect();
+        let n = columns.len();
         let rows = sqlx::query(sql)
             .bind(host)
             .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::sql("reading the audit trail"))?;
-        let columns: Vec<String> = match rows.first() {
-            Some(r) => sqlx::Row::columns(r)
-                .iter()
-                .map(|c| sqlx::Column::name(c).to_owned())
-                .collect(),
-            None => sql
-                .split("FROM")
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("SELECT")
-                .split(',')
-                .map(|c| c.trim().to_owned())
-                .collect(),
-        };
-        let out = rows
-            .iter()
-            .map(|r| (0..columns.len()).map(|i| any_value(r, i)).collect())
-            .collect();
-        Ok((columns, out))
+            .fetch(&self.pool)
+            .map(move |r| {
+                let r = r.map_err(StoreError::sql("reading the audit trail"))?;
+                Ok((0..n).map(|i| any_value(&r, i)).collect())
+            })
+            .boxed();
+        (columns, rows)
+    }
+}
+
+impl Store {
+    /// [`Store::audit`] collected: for small trails (the demo's).
+    pub async fn audit_all(
+        &self,
+        kind: AuditKind,
+        host: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>), StoreError> {
+        let (columns, rows) = self.audit(kind, host, since);
+        let rows = rows.collect::<Vec<_>>().await;
+        Ok((columns, rows.into_iter().collect::<Result<_, _>>()?))
     }
 }
 

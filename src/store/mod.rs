@@ -11,6 +11,7 @@ mod rows;
 pub mod attempts;
 mod audit;
 pub mod deliveries;
+mod hosts;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use attempts::{
 };
 pub use audit::{AuditKind, TrailCounts};
 pub use error::StoreError;
+pub use hosts::{HostWriter, PlannedHost, WRITE_CHUNK};
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -134,6 +136,8 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (multi-row upserts) in memory, not in temp files.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -363,15 +367,11 @@ impl Store {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<UpsertSummary, StoreError> {
-        let now_s = to_db(now);
-        let mut tx = self.begin().await?;
-        let existing = read_all(&mut tx).await?;
-        let op_id = insert_operation(&mut tx, kind, source, detail, &now_s).await?;
-        let summary = self
-            .upsert_in_tx(&mut tx, &existing, inputs, op_id, source, &now_s, true)
-            .await?;
-        commit(tx).await?;
-        Ok(summary)
+        let mut w = self.begin_upsert(kind, source, detail, now).await?;
+        for chunk in inputs.chunks(hosts::WRITE_CHUNK) {
+            w.write(chunk).await?;
+        }
+        w.commit().await
     }
 
     /// The body of an upsert, inside the caller's transaction. With `restore_removed` false a
@@ -434,44 +434,45 @@ impl Store {
         }
         summary.policies_changed = policy_rows.len();
 
-        let removed_on_conflict = if restore_removed {
-            "NULL"
-        } else {
-            "hosts.removed_at"
-        };
-        for chunk in host_rows.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+        for chunk in host_rows.chunks(JSON_CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|h| {
+                    let (first, last) = self.windows_of(h);
+                    (
+                        h.id.as_str(),
+                        &h.region_id,
+                        &h.zone_id,
+                        h.charge_type.as_str(),
+                        &h.status.0,
+                        to_db(h.expired_time),
+                        &h.sale_cycle,
+                        i64::from(h.financial_lock),
+                        first,
+                        last,
+                    )
+                })
+                .collect();
+            sqlx::query(
                 "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
-                   sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, h| {
-                let (first, last) = self.windows_of(h);
-                b.push_bind(h.id.as_str().to_owned())
-                    .push_bind(h.region_id.clone())
-                    .push_bind(h.zone_id.clone())
-                    .push_bind(h.charge_type.as_str())
-                    .push_bind(h.status.0.clone())
-                    .push_bind(to_db(h.expired_time))
-                    .push_bind(h.sale_cycle.clone())
-                    .push_bind(i64::from(h.financial_lock))
-                    .push_bind(first)
-                    .push_bind(last)
-                    .push_bind(None::<String>)
-                    .push_bind(now_s.to_owned())
-                    .push_bind(now_s.to_owned());
-            });
-            qb.push(format!(
-                " ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
+                   sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
+                        value->>7, value->>8, value->>9, NULL, ?2, ?2
+                 FROM json_each(?1) WHERE true ORDER BY key
+                 ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
                   zone_id = excluded.zone_id, charge_type = excluded.charge_type,
                   status = excluded.status, expired_time = excluded.expired_time,
                   sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
                   first_window = excluded.first_window, last_window = excluded.last_window,
-                  removed_at = {removed_on_conflict}, updated_at = excluded.updated_at"
-            ));
-            qb.build()
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::sql("writing hosts"))?;
+                  removed_at = CASE WHEN ?3 THEN NULL ELSE hosts.removed_at END,
+                  updated_at = excluded.updated_at",
+            )
+            .bind(json_rows(&rows)?)
+            .bind(now_s)
+            .bind(restore_removed)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("writing hosts"))?;
         }
         insert_host_changes(tx, op_id, &changes, source, now_s).await?;
         write_policies(tx, op_id, &policy_rows, source, now_s).await?;
@@ -861,11 +862,6 @@ impl Store {
             unchanged,
         })
     }
-
-    /// The pool, for tests that need raw SQL against a real database.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 /// Every host row, keyed by id, read inside a write transaction.
@@ -983,26 +979,36 @@ pub(crate) async fn insert_host_changes(
     source: Source,
     now: &str,
 ) -> Result<(), StoreError> {
-    for chunk in changes.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at) ",
-        );
-        qb.push_values(chunk, |mut b, c| {
-            b.push_bind(op_id)
-                .push_bind(c.host_id.clone())
-                .push_bind(c.kind)
-                .push_bind(c.field)
-                .push_bind(c.old.clone())
-                .push_bind(c.new.clone())
-                .push_bind(source.as_str())
-                .push_bind(now.to_owned());
-        });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("recording host changes"))?;
+    for chunk in changes.chunks(JSON_CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|c| (&c.host_id, c.kind, c.field, &c.old, &c.new))
+            .collect();
+        sqlx::query(
+            "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at)
+             SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4, ?3, ?4
+             FROM json_each(?1) ORDER BY key",
+        )
+        .bind(json_rows(&rows)?)
+        .bind(op_id)
+        .bind(source.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::sql("recording host changes"))?;
     }
     Ok(())
+}
+
+/// Rows per statement of the writers that bind one JSON array per statement: a million rows
+/// bound value by value cost the driver seconds; as JSON, SQLite unpacks them itself.
+const JSON_CHUNK: usize = 5_000;
+
+/// A chunk of rows as the one JSON array a `json_each(?)` statement reads.
+fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
+        what: format!("cannot encode rows: {e}"),
+    })
 }
 
 async fn write_policies(
@@ -1012,47 +1018,48 @@ async fn write_policies(
     source: Source,
     now: &str,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at) ",
-        );
-        qb.push_values(chunk, |mut b, (id, p, _)| {
-            b.push_bind(id.as_str().to_owned())
-                .push_bind(p.status.as_str())
-                .push_bind(i64::from(p.period.n))
-                .push_bind(p.period.unit.as_str())
-                .push_bind(now.to_owned());
-        });
-        qb.push(
-            " ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
-              duration = excluded.duration, period_unit = excluded.period_unit,
-              updated_at = excluded.updated_at",
-        );
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("writing policies"))?;
-
-        let mut qb = QueryBuilder::<Sqlite>::new(
+    for chunk in rows.chunks(JSON_CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(id, p, old)| {
+                (
+                    id.as_str(),
+                    p.status.as_str(),
+                    p.period.n,
+                    p.period.unit.as_str(),
+                    old.map(|o| o.status.as_str()),
+                    old.map(|o| o.period.n),
+                    old.map(|o| o.period.unit.as_str()),
+                )
+            })
+            .collect();
+        let json = json_rows(&rows)?;
+        sqlx::query(
+            "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
+             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM json_each(?1) WHERE true
+             ORDER BY key
+             ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
+               duration = excluded.duration, period_unit = excluded.period_unit,
+               updated_at = excluded.updated_at",
+        )
+        .bind(&json)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::sql("writing policies"))?;
+        sqlx::query(
             "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
-               old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at) ",
-        );
-        qb.push_values(chunk, |mut b, (id, p, old)| {
-            b.push_bind(op_id)
-                .push_bind(id.as_str().to_owned())
-                .push_bind(old.map(|o| o.status.as_str()))
-                .push_bind(old.map(|o| i64::from(o.period.n)))
-                .push_bind(old.map(|o| o.period.unit.as_str()))
-                .push_bind(p.status.as_str())
-                .push_bind(i64::from(p.period.n))
-                .push_bind(p.period.unit.as_str())
-                .push_bind(source.as_str())
-                .push_bind(now.to_owned());
-        });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("recording policy changes"))?;
+               old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at)
+             SELECT ?2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, ?3, ?4
+             FROM json_each(?1) ORDER BY key",
+        )
+        .bind(&json)
+        .bind(op_id)
+        .bind(source.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::sql("recording policy changes"))?;
     }
     Ok(())
 }

@@ -262,3 +262,17 @@ pub fn http_get(port: u16, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// A plain connection to the database file, as an auditor's `sqlite3` would open it: for
+/// checks the `Store` API does not (and should not) offer.
+#[allow(dead_code)]
+pub async fn auditor(db: &Path) -> sqlx::SqlitePool {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .expect("open the database file")
+}

@@ -625,23 +625,32 @@ impl World {
             s.charge_cloud_auto_renew();
             (s.ledger.clone(), s.faults_fired.clone())
         });
-        let store = self.store().await;
+        let store = {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&self.cfg.database.path)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .expect("open the database file")
+        };
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT a.client_token, ah.host_id, ah.cycle FROM attempts a JOIN attempt_hosts ah ON ah.attempt_id = a.attempt_id",
         )
-        .fetch_all(store.pool())
+        .fetch_all(&store)
         .await
         .expect("attempts");
         let notices: Vec<(String, String)> = sqlx::query_as("SELECT host_id, kind FROM notices")
-            .fetch_all(store.pool())
+            .fetch_all(&store)
             .await
             .expect("notices");
         let blocked: i64 = sqlx::query_scalar("SELECT count(*) FROM attempt_blocks")
-            .fetch_one(store.pool())
+            .fetch_one(&store)
             .await
             .expect("blocks");
         let attempts_n: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
-            .fetch_one(store.pool())
+            .fetch_one(&store)
             .await
             .expect("count");
         store.close().await;
