@@ -458,7 +458,7 @@ impl Store {
                    sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
                  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
                         value->>7, value->>8, value->>9, NULL, ?2, ?2
-                 FROM json_each(?1) WHERE true ORDER BY key
+                 FROM jsonb_each(?1) WHERE true ORDER BY key
                  ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
                   zone_id = excluded.zone_id, charge_type = excluded.charge_type,
                   status = excluded.status, expired_time = excluded.expired_time,
@@ -987,7 +987,7 @@ pub(crate) async fn insert_host_changes(
         sqlx::query(
             "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at)
              SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4, ?3, ?4
-             FROM json_each(?1) ORDER BY key",
+             FROM jsonb_each(?1) ORDER BY key",
         )
         .bind(json_rows(&rows)?)
         .bind(op_id)
@@ -1036,7 +1036,7 @@ async fn write_policies(
         let json = json_rows(&rows)?;
         sqlx::query(
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM json_each(?1) WHERE true
+             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1) WHERE true
              ORDER BY key
              ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
                duration = excluded.duration, period_unit = excluded.period_unit,
@@ -1051,7 +1051,7 @@ async fn write_policies(
             "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
                old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at)
              SELECT ?2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, ?3, ?4
-             FROM json_each(?1) ORDER BY key",
+             FROM jsonb_each(?1) ORDER BY key",
         )
         .bind(&json)
         .bind(op_id)
