@@ -110,8 +110,22 @@ pub async fn run(
         sync: cfg.sync.as_ref(),
     };
     ctx.sync_if_older(sync_every, &mut wd).await;
-    if cfg.catch_up {
-        ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
+    let ran = cfg.catch_up && ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
+    if !ran {
+        // Said once at start, so that whoever reads STATUS knows the start-up check is done.
+        let now = engine.now();
+        let this = if cfg.catch_up {
+            format!(
+                "window {} already run",
+                to_db(schedule.window_at_or_before(now))
+            )
+        } else {
+            "catch-up off".to_owned()
+        };
+        systemd::status(&format!(
+            "{this}; next window {}",
+            to_db(schedule.next_window_instant(now))
+        ));
     }
     loop {
         tokio::select! {
@@ -205,9 +219,9 @@ impl Ctx<'_> {
         trigger: Trigger,
         only_if_not_run: bool,
         wd: &mut tokio::time::Interval,
-    ) -> Result<(), SchedulerError> {
+    ) -> Result<bool, SchedulerError> {
         if !self.engine.needs_pass(only_if_not_run).await? {
-            return Ok(());
+            return Ok(false);
         }
         // A pass decides on a fresh inventory: new hosts, releases, cloud-side auto-renew.
         self.sync_if_older(SYNC_BEFORE_PASS, wd).await;
@@ -237,6 +251,6 @@ impl Ctx<'_> {
             r.failed.len(),
             to_db(schedule.next_window_instant(self.engine.now()))
         ));
-        Ok(())
+        Ok(true)
     }
 }

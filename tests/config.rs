@@ -61,8 +61,24 @@ fn env_var_names_the_config_and_defaults_apply_without_one() {
     )
     .expect(0);
     assert!(r.stdout.contains("\"lead_days\": 4"), "{}", r.stdout);
-    if !std::path::Path::new("/etc/ddh-renewd/ddh-renewd.toml").exists() {
-        let r = run_plain(&["check-config", "--json"], &[], dir.path()).expect(0);
+    // Neither flag nor variable: the system file if this machine has one, else the built-in
+    // defaults. Both cases are checked, whichever this machine is.
+    let system = std::path::Path::new("/etc/ddh-renewd/ddh-renewd.toml");
+    let r = run_plain(&["check-config", "--json"], &[], dir.path()).expect(0);
+    if system.exists() {
+        let named = run_plain(
+            &[
+                "--config",
+                system.to_str().unwrap(),
+                "check-config",
+                "--json",
+            ],
+            &[],
+            dir.path(),
+        )
+        .expect(0);
+        assert_eq!(r.stdout, named.stdout, "the fallback is the system file");
+    } else {
         assert!(r.stdout.contains("\"lead_days\": 9"), "{}", r.stdout);
         assert!(
             r.stdout.contains("\"path\": \"ddh-renewd.db\""),
@@ -140,9 +156,7 @@ fn unusable_credentials_exit_2_naming_the_source() {
 #[test]
 fn demo_runs_on_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let t0 = std::time::Instant::now();
     let r = run_plain(&["demo"], &[], dir.path()).expect(0);
-    assert!(t0.elapsed() < std::time::Duration::from_secs(60));
     for want in [
         "sync: 30 hosts pulled",
         "with the same ClientToken",

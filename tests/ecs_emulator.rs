@@ -386,7 +386,7 @@ async fn fault_hang_reset_and_delay() {
     // delay: a concurrent request with the same token sees LastTokenProcessing.
     faults(
         &emu,
-        json!([{"action": "RenewDedicatedHosts", "kind": "delay", "ms": 300, "count": 1}]),
+        json!([{"action": "RenewDedicatedHosts", "kind": "delay", "ms": 2000, "count": 1}]),
     )
     .await;
     let c2 = client(&emu);
@@ -394,7 +394,15 @@ async fn fault_hang_reset_and_delay() {
     let ids = [id("dh-t0002")];
     let slow = c2.renew_dedicated_hosts(REGION, &ids, month(), Some(&tok));
     let fast = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Sent once the emulator says the first is in processing, not after a guessed delay.
+        let t0 = std::time::Instant::now();
+        while emu.with_state(|s| s.processing("RenewDedicatedHosts")) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the first request never reached the emulator"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         c2.renew_dedicated_hosts(REGION, &ids, month(), Some(&tok))
             .await
     };

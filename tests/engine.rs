@@ -436,7 +436,37 @@ fn manual_renew_validates_then_goes_through_the_engine() {
         "--client-token",
         "ops-ticket-4711",
     ]);
-    assert_ne!(r.code, 0);
+    // Refused by the window guard first: the cycle it would pay for was just renewed.
+    let r = r.expect(1);
+    assert!(r.stderr.contains("not renewed: dh-normal"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("no window of this cycle is open yet") && r.stdout.contains("--force"),
+        "{}",
+        r.stdout
+    );
+    // --force lifts that guard, not the token's: the ticket's token stays with its attempt.
+    let r = env
+        .run(&[
+            "renew",
+            "--region",
+            "cn-hangzhou",
+            "--ids",
+            "dh-normal",
+            "--period",
+            "2",
+            "--client-token",
+            "ops-ticket-4711",
+            "--force",
+            "--yes",
+        ])
+        .expect(1);
+    assert!(
+        r.stderr
+            .contains("not sent: ClientToken ops-ticket-4711 was used by an earlier attempt"),
+        "{}\n{}",
+        r.stderr,
+        r.stdout
+    );
     assert_eq!(cloud.ledger().len(), 1);
 }
 

@@ -221,21 +221,26 @@ dh-here-only,cn-hangzhou,2027-01-10T16:00Z,PrePaid,AutoRenewal
             && !r.stdout.contains("double_renew_risk: dh-here-only")
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let notices = rt.block_on(async {
-        let store = ddh_renewd::store::Store::open(&env.db, Default::default())
-            .await
-            .unwrap();
-        let n = store.notices(None).await.unwrap();
-        store.close().await;
-        n
-    });
-    assert_eq!(notices.len(), 1);
-    assert_eq!(
-        (notices[0].kind.as_str(), notices[0].host_id.as_str()),
-        ("double_renew_risk", "dh-both")
+    let notices_in = |db: &std::path::Path| -> Vec<(String, String)> {
+        rt.block_on(async {
+            let store = ddh_renewd::store::Store::open(db, Default::default())
+                .await
+                .unwrap();
+            let n = store.notices(None).await.unwrap();
+            store.close().await;
+            n.into_iter().map(|n| (n.kind, n.host_id)).collect()
+        })
+    };
+    let risk = vec![("double_renew_risk".to_owned(), "dh-both".to_owned())];
+    assert_eq!(notices_in(&env.db), risk);
+    // Same day again: flagged again, recorded once.
+    let r = env.run(&["sync"]).expect(0);
+    assert!(
+        r.stdout.contains("double_renew_risk: dh-both"),
+        "{}",
+        r.stdout
     );
-    // Same day again: recorded once.
-    env.run(&["sync"]).expect(0);
+    assert_eq!(notices_in(&env.db), risk, "one notice per host and day");
 
     // Visible where people look, and warned about where it is made.
     let plan = env.json(&["plan", "--json"]);
@@ -306,6 +311,8 @@ dh-here-only,cn-hangzhou,2027-01-10T16:00Z,PrePaid,AutoRenewal
         "resolved: {}",
         r.stdout
     );
+    // The takeover and the syncs after it raise no new notice: the one from before stays alone.
+    assert_eq!(notices_in(&env2.db), risk);
 }
 
 /// A system without CA certificates (a minimal container): plain http to a loopback endpoint

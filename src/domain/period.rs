@@ -215,10 +215,12 @@ mod tests {
             p.add_to(t("2028-01-30T16:00Z")),
             Some(t("2028-02-28T16:00Z"))
         );
-        // The UTC date would say Dec 10 → Jan 10; the UTC+8 date is Dec 11 → Jan 11: same instant shift.
+        // Where the two calendars part: 2026-03-30T16:00Z is Mar 30 in UTC but Mar 31 00:00 in
+        // UTC+8. On the UTC calendar a month later would be Apr 30 16:00Z; on the UTC+8 calendar
+        // Mar 31 + 1 month clamps to Apr 30 00:00 UTC+8, which is Apr 29 16:00Z.
         assert_eq!(
-            p.add_to(t("2026-12-10T16:00Z")),
-            Some(t("2027-01-10T16:00Z"))
+            p.add_to(t("2026-03-30T16:00Z")),
+            Some(t("2026-04-29T16:00Z"))
         );
     }
 
@@ -264,7 +266,8 @@ mod tests {
             let after = p.add_to(e).unwrap();
             prop_assert!(after > e);
             // Time of day on the UTC+8 clock never changes (UTC+8 has no DST).
-            prop_assert_eq!(after.time(), e.time());
+            let utc8 = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+            prop_assert_eq!(after.with_timezone(&utc8).time(), e.with_timezone(&utc8).time());
             let days = (after - e).num_days();
             let (lo, hi) = match p.unit {
                 PeriodUnit::Week => (7 * i64::from(p.n), 7 * i64::from(p.n)),

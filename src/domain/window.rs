@@ -251,7 +251,8 @@ mod tests {
             let s = Schedule { tz: zone, time, lead_days };
             let e = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
             let w = s.windows(e);
-            // At least lead_days - 1 windows: every day from d0 to the day before E's date.
+            // A window on every day from d0 to the day before E's local date (lead_days of them),
+            // and at most one more: on E's own date, if its time comes before E.
             prop_assert!(w.len() as u32 >= lead_days);
             prop_assert!(w.len() as u32 <= lead_days + 1);
             let d0 = s.local_date(e) - Days::new(u64::from(lead_days));
