@@ -497,141 +497,19 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
-        let s = raw.schedule;
-        let timezone = zone(
-            s.timezone.as_deref(),
-            chrono_tz::Asia::Shanghai,
-            "schedule.timezone",
-        )?;
+        let schedule = validate_schedule(raw.schedule)?;
         let display = DisplayConfig {
             timezone: zone(
                 raw.display.timezone.as_deref(),
-                timezone,
+                schedule.timezone,
                 "display.timezone",
             )?,
         };
-        let time = match s.time.as_deref() {
-            None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
-            Some(t) => NaiveTime::parse_from_str(t, "%H:%M:%S")
-                .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
-                .ok()
-                // A leap second (":60") is not a time a window can be at.
-                .filter(|v| chrono::Timelike::nanosecond(v) < 1_000_000_000)
-                .ok_or_else(|| {
-                    invalid(
-                        "schedule.time",
-                        format!(
-                            "{} is not a time of day HH:MM:SS from 00:00:00 to 23:59:59 (e.g. \"08:00:00\")",
-                            crate::domain::error::quote(t)
-                        ),
-                    )
-                })?,
-        };
-        let lead_days = int_in(s.lead_days, 9, 1, 60, "schedule.lead_days")?;
-        let in_window_retry = dur(s.in_window_retry, "30m", "schedule.in_window_retry")?;
-        let safety_interval = dur(s.safety_interval, "1h", "schedule.safety_interval")?;
-        if safety_interval < Duration::from_secs(1) {
-            return Err(invalid("schedule.safety_interval", "must be at least 1s"));
-        }
-
-        let e = raw.ecs;
-        let regions = e.regions.unwrap_or_else(|| vec!["cn-hangzhou".to_owned()]);
-        if regions.is_empty() {
-            return Err(invalid(
-                "ecs.regions",
-                "name at least one region (e.g. [\"cn-hangzhou\"])",
-            ));
-        }
-        for r in &regions {
-            if !crate::domain::ids::valid_region(r) {
-                return Err(invalid(
-                    "ecs.regions",
-                    format!(
-                        "{} is not a region id (lowercase letters, digits and -, at most {} characters, e.g. \"cn-hangzhou\")",
-                        crate::domain::error::quote(r),
-                        crate::domain::ids::MAX_REGION_LEN
-                    ),
-                ));
-            }
-        }
-        let endpoint = e.endpoint.unwrap_or_default();
-        if !endpoint.is_empty() {
-            check_endpoint(&endpoint)?;
-        }
-        let timeout = dur(e.timeout, "30s", "ecs.timeout")?;
-        if timeout.is_zero() {
-            return Err(invalid("ecs.timeout", "must be greater than 0"));
-        }
-        let read_retry = dur(e.read_retry, "60s", "ecs.read_retry")?;
-        let quota_per_minute =
-            int_in(e.quota_per_minute, 1000, 1, 100_000, "ecs.quota_per_minute")?;
-        let batch_size = int_in(e.batch_size, 100, 1, 100, "ecs.batch_size")?;
-
-        let c = raw.credentials;
-        let source = CredentialSource::parse(
-            c.source.as_deref().unwrap_or("env"),
-            "credentials.source",
-            false,
-        )?;
-        let base_source = CredentialSource::parse(
-            c.base_source.as_deref().unwrap_or("env"),
-            "credentials.base_source",
-            true,
-        )?;
-        let uses_file = source == CredentialSource::File
-            || (source == CredentialSource::RamRoleArn && base_source == CredentialSource::File);
-        if uses_file && c.file.is_none() {
-            return Err(invalid(
-                "credentials.file",
-                "required when credentials.source = \"file\" (path to the key file)",
-            ));
-        }
-
-        let n = raw.notify;
-        let webhook_url = n.webhook_url.unwrap_or_default();
-        let scheme_ok = webhook_url.starts_with("https://") || webhook_url.starts_with("http://");
-        if !webhook_url.is_empty() && !scheme_ok {
-            return Err(invalid(
-                "notify.webhook_url",
-                "must be an http:// or https:// URL (value not shown: it may hold a token)",
-            ));
-        }
-        let reminder_days = match n.reminder_days {
-            None => vec![7, 3, 1],
-            Some(days) => {
-                let mut out = Vec::with_capacity(days.len());
-                for d in days {
-                    let d = u32::try_from(d)
-                        .ok()
-                        .filter(|d| (1..=60).contains(d))
-                        .ok_or_else(|| {
-                            invalid(
-                                "notify.reminder_days",
-                                format!("{d} is not a whole number of days from 1 to 60"),
-                            )
-                        })?;
-                    out.push(d);
-                }
-                out.sort_unstable_by(|a, b| b.cmp(a));
-                out.dedup();
-                out
-            }
-        };
-
-        let legacy = (!webhook_url.is_empty()).then(|| SecretUrl(webhook_url.clone()));
-        let channels = channels::validate(n.channel, legacy)?;
-
-        let listen_raw = raw
-            .metrics
-            .listen
-            .unwrap_or_else(|| "127.0.0.1:9466".to_owned());
-        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
-            invalid(
-                "metrics.listen",
-                format!("{listen_raw:?} is not an address:port (e.g. \"127.0.0.1:9466\")"),
-            )
-        })?;
-
+        let ecs = validate_ecs(raw.ecs)?;
+        let credentials = validate_credentials(raw.credentials)?;
+        let notify = validate_notify(raw.notify)?;
+        let metrics = validate_metrics(raw.metrics)?;
+        let sync = validate_sync(raw.sync)?;
         Ok(Self {
             database: DatabaseConfig {
                 path: raw
@@ -639,45 +517,186 @@ impl Config {
                     .path
                     .unwrap_or_else(|| PathBuf::from("ddh-renewd.db")),
             },
-            schedule: ScheduleConfig {
-                timezone,
-                time,
-                lead_days,
-                catch_up: s.catch_up.unwrap_or(true),
-                in_window_retry,
-                safety_interval,
-            },
-            ecs: EcsConfig {
-                regions,
-                endpoint,
-                timeout,
-                read_retry,
-                quota_per_minute,
-                batch_size,
-                takeover: e.takeover.unwrap_or(false),
-            },
-            credentials: credentials_config(source, base_source, c)?,
-            notify: NotifyConfig {
-                webhook_url: SecretUrl(webhook_url),
-                reminder_days,
-                channels,
-            },
-            metrics: MetricsConfig { listen },
-            sync: {
-                let s = raw.sync;
-                let interval = dur(s.interval, "6h", "sync.interval")?;
-                if interval < Duration::from_secs(1) {
-                    return Err(invalid("sync.interval", "must be at least 1s"));
-                }
-                SyncConfig {
-                    enabled: s.enabled.unwrap_or(true),
-                    interval,
-                    max_age: dur(s.max_age, "26h", "sync.max_age")?,
-                }
-            },
+            schedule,
+            ecs,
+            credentials,
+            notify,
+            metrics,
+            sync,
             display,
         })
     }
+}
+
+fn validate_schedule(s: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
+    let timezone = zone(
+        s.timezone.as_deref(),
+        chrono_tz::Asia::Shanghai,
+        "schedule.timezone",
+    )?;
+    let time = match s.time.as_deref() {
+        None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN),
+        Some(t) => NaiveTime::parse_from_str(t, "%H:%M:%S")
+            .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+            .ok()
+            // A leap second (":60") is not a time a window can be at.
+            .filter(|v| chrono::Timelike::nanosecond(v) < 1_000_000_000)
+            .ok_or_else(|| {
+                invalid(
+                    "schedule.time",
+                    format!(
+                        "{} is not a time of day HH:MM:SS from 00:00:00 to 23:59:59 (e.g. \"08:00:00\")",
+                        crate::domain::error::quote(t)
+                    ),
+                )
+            })?,
+    };
+    let lead_days = int_in(s.lead_days, 9, 1, 60, "schedule.lead_days")?;
+    let in_window_retry = dur(s.in_window_retry, "30m", "schedule.in_window_retry")?;
+    let safety_interval = dur(s.safety_interval, "1h", "schedule.safety_interval")?;
+    if safety_interval < Duration::from_secs(1) {
+        return Err(invalid("schedule.safety_interval", "must be at least 1s"));
+    }
+
+    Ok(ScheduleConfig {
+        timezone,
+        time,
+        lead_days,
+        catch_up: s.catch_up.unwrap_or(true),
+        in_window_retry,
+        safety_interval,
+    })
+}
+
+fn validate_ecs(e: RawEcs) -> Result<EcsConfig, ConfigError> {
+    let regions = e.regions.unwrap_or_else(|| vec!["cn-hangzhou".to_owned()]);
+    if regions.is_empty() {
+        return Err(invalid(
+            "ecs.regions",
+            "name at least one region (e.g. [\"cn-hangzhou\"])",
+        ));
+    }
+    for r in &regions {
+        if !crate::domain::ids::valid_region(r) {
+            return Err(invalid(
+                "ecs.regions",
+                format!(
+                    "{} is not a region id (lowercase letters, digits and -, at most {} characters, e.g. \"cn-hangzhou\")",
+                    crate::domain::error::quote(r),
+                    crate::domain::ids::MAX_REGION_LEN
+                ),
+            ));
+        }
+    }
+    let endpoint = e.endpoint.unwrap_or_default();
+    if !endpoint.is_empty() {
+        check_endpoint(&endpoint)?;
+    }
+    let timeout = dur(e.timeout, "30s", "ecs.timeout")?;
+    if timeout.is_zero() {
+        return Err(invalid("ecs.timeout", "must be greater than 0"));
+    }
+    let read_retry = dur(e.read_retry, "60s", "ecs.read_retry")?;
+    let quota_per_minute = int_in(e.quota_per_minute, 1000, 1, 100_000, "ecs.quota_per_minute")?;
+    let batch_size = int_in(e.batch_size, 100, 1, 100, "ecs.batch_size")?;
+
+    Ok(EcsConfig {
+        regions,
+        endpoint,
+        timeout,
+        read_retry,
+        quota_per_minute,
+        batch_size,
+        takeover: e.takeover.unwrap_or(false),
+    })
+}
+
+fn validate_credentials(c: RawCredentials) -> Result<CredentialsConfig, ConfigError> {
+    let source = CredentialSource::parse(
+        c.source.as_deref().unwrap_or("env"),
+        "credentials.source",
+        false,
+    )?;
+    let base_source = CredentialSource::parse(
+        c.base_source.as_deref().unwrap_or("env"),
+        "credentials.base_source",
+        true,
+    )?;
+    let uses_file = source == CredentialSource::File
+        || (source == CredentialSource::RamRoleArn && base_source == CredentialSource::File);
+    if uses_file && c.file.is_none() {
+        return Err(invalid(
+            "credentials.file",
+            "required when credentials.source = \"file\" (path to the key file)",
+        ));
+    }
+
+    credentials_config(source, base_source, c)
+}
+
+fn validate_notify(n: RawNotify) -> Result<NotifyConfig, ConfigError> {
+    let webhook_url = n.webhook_url.unwrap_or_default();
+    let scheme_ok = webhook_url.starts_with("https://") || webhook_url.starts_with("http://");
+    if !webhook_url.is_empty() && !scheme_ok {
+        return Err(invalid(
+            "notify.webhook_url",
+            "must be an http:// or https:// URL (value not shown: it may hold a token)",
+        ));
+    }
+    let reminder_days = match n.reminder_days {
+        None => vec![7, 3, 1],
+        Some(days) => {
+            let mut out = Vec::with_capacity(days.len());
+            for d in days {
+                let d = u32::try_from(d)
+                    .ok()
+                    .filter(|d| (1..=60).contains(d))
+                    .ok_or_else(|| {
+                        invalid(
+                            "notify.reminder_days",
+                            format!("{d} is not a whole number of days from 1 to 60"),
+                        )
+                    })?;
+                out.push(d);
+            }
+            out.sort_unstable_by(|a, b| b.cmp(a));
+            out.dedup();
+            out
+        }
+    };
+
+    let legacy = (!webhook_url.is_empty()).then(|| SecretUrl(webhook_url.clone()));
+    let channels = channels::validate(n.channel, legacy)?;
+
+    Ok(NotifyConfig {
+        webhook_url: SecretUrl(webhook_url),
+        reminder_days,
+        channels,
+    })
+}
+
+fn validate_metrics(m: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let listen_raw = m.listen.unwrap_or_else(|| "127.0.0.1:9466".to_owned());
+    let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+        invalid(
+            "metrics.listen",
+            format!("{listen_raw:?} is not an address:port (e.g. \"127.0.0.1:9466\")"),
+        )
+    })?;
+
+    Ok(MetricsConfig { listen })
+}
+
+fn validate_sync(s: RawSync) -> Result<SyncConfig, ConfigError> {
+    let interval = dur(s.interval, "6h", "sync.interval")?;
+    if interval < Duration::from_secs(1) {
+        return Err(invalid("sync.interval", "must be at least 1s"));
+    }
+    Ok(SyncConfig {
+        enabled: s.enabled.unwrap_or(true),
+        interval,
+        max_age: dur(s.max_age, "26h", "sync.max_age")?,
+    })
 }
 
 /// An IANA zone name, or `default` when the key is absent.
@@ -702,33 +721,8 @@ fn credentials_config(
     c: RawCredentials,
 ) -> Result<CredentialsConfig, ConfigError> {
     let mut out = CredentialsConfig::new(source);
-    let url = |v: Option<String>,
-               key: &'static str,
-               http_any: bool|
-     -> Result<Option<String>, ConfigError> {
-        let Some(v) = v else { return Ok(None) };
-        let u = reqwest::Url::parse(&v).map_err(|e| {
-            invalid(
-                key,
-                format!(
-                    "{} is not a URL: {e}",
-                    crate::domain::error::quote(&redact_userinfo(&v))
-                ),
-            )
-        })?;
-        if !u.username().is_empty() || u.password().is_some() {
-            return Err(invalid(key, "must not carry user info (user:password@)"));
-        }
-        let host = u.host_str().unwrap_or_default();
-        let loopback = is_loopback_host(host.trim_start_matches('[').trim_end_matches(']'));
-        match u.scheme() {
-            "https" => Ok(Some(v)),
-            "http" if http_any || loopback => Ok(Some(v)),
-            s => Err(invalid(
-                key,
-                format!("scheme {s} is refused; use https (plain http only for loopback)"),
-            )),
-        }
+    let url = |v: Option<String>, key: &'static str, any_http: bool| {
+        v.map(|v| checked_url(&v, key, any_http)).transpose()
     };
     out.file = c.file;
     out.profile = c.profile.unwrap_or_else(|| "default".to_owned());
@@ -817,69 +811,22 @@ fn dur(v: Option<String>, default: &str, key: &'static str) -> Result<Duration, 
 
 /// `http(s)://host[:port][/path]`; plain http only for a loopback host.
 fn check_endpoint(endpoint: &str) -> Result<(), ConfigError> {
-    let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
-        invalid(
-            "ecs.endpoint",
-            format!(
-                "{} is not a URL (e.g. \"https://ecs.cn-hangzhou.aliyuncs.com\")",
-                crate::domain::error::quote(&redact_userinfo(endpoint))
-            ),
-        )
-    })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(invalid(
-            "ecs.endpoint",
-            format!(
-                "{} carries user info; credentials never go in the endpoint (use [credentials])",
-                redact_userinfo(endpoint)
-            ),
-        ));
-    }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    if host.is_empty() {
-        return Err(invalid("ecs.endpoint", format!("{endpoint:?} has no host")));
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
-        "http" => Err(invalid(
-            "ecs.endpoint",
-            format!(
-                "plain http is allowed only for a loopback host (127.0.0.0/8, ::1, localhost), not {host:?}; use https://"
-            ),
-        )),
-        other => Err(invalid(
-            "ecs.endpoint",
-            format!("scheme {other:?} is not supported; use https:// (or http:// on loopback)"),
-        )),
-    }
+    checked_url(endpoint, "ecs.endpoint", false).map(drop)
 }
 
-/// A URL with any `user:password@` replaced by `***@`, for messages.
-pub fn redact_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(end);
-            match authority.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
-pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// `v` under the URL rule of [`crate::net::check_url`], the problem named with `key`.
+fn checked_url(v: &str, key: &'static str, any_http: bool) -> Result<String, ConfigError> {
+    crate::net::check_url(v, any_http)
+        .map(|_| v.to_owned())
+        .map_err(|p| {
+            invalid(
+                key,
+                format!(
+                    "{} {p}",
+                    crate::domain::error::quote(&crate::net::redact_userinfo(v))
+                ),
+            )
+        })
 }
 
 /// Resolves which config file to read: `--config`, else `$DDH_RENEWD_CONFIG`, else the system

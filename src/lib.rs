@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod engine;
 pub mod error;
 pub mod import;
+pub mod net;
 pub mod ops;
 pub mod scheduler;
 pub mod store;

@@ -20,9 +20,10 @@ use crate::ecs::{ClientOptions, Credentials, EcsClient, RetryPolicy};
 use crate::emulator::state::FaultRule;
 use crate::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
 use crate::engine::sync::sync;
+use crate::engine::{Actor, PassReport};
 use crate::engine::{Clock, Engine, EngineConfig, SettableClock};
 use crate::error::{Error, Result};
-use crate::store::{AuditKind, Source};
+use crate::store::{AuditKind, Source, Store};
 
 const START: &str = "2026-12-01T08:00:00+08:00";
 const DAYS: i64 = 15;
@@ -41,8 +42,8 @@ fn runtime(e: impl std::fmt::Display) -> Error {
     Error::Runtime(format!("demo: {e}"))
 }
 
-/// The fleet: (id, region, expiry, charge, policy status, duration, unit).
-fn fleet() -> Vec<(
+/// One host of the fleet: (id, region, expiry, charge, policy status, duration, unit).
+type FleetHost = (
     String,
     &'static str,
     String,
@@ -50,9 +51,61 @@ fn fleet() -> Vec<(
     &'static str,
     i64,
     &'static str,
-)> {
-    let mut v = Vec::new();
-    let units = [
+);
+
+/// The fleet: twenty AutoRenewal hosts over every period unit, hosts renewed by hand or not at
+/// all, pay-as-you-go hosts, and two that cannot pay (one never, one twice).
+fn fleet() -> Vec<FleetHost> {
+    let hz = |id: String, expiry: String, status, n, unit| -> FleetHost {
+        (id, "cn-hangzhou", expiry, "PrePaid", status, n, unit)
+    };
+    let day = |d: usize| format!("2026-12-{d:02}T16:00Z");
+    let mut v: Vec<FleetHost> = (0..20).map(auto_host).collect();
+    v.extend((0..4).map(|i| {
+        hz(
+            format!("dh-manual-{i}"),
+            day(6 + 2 * i),
+            "Normal",
+            1,
+            "Month",
+        )
+    }));
+    v.extend((0..2).map(|i| {
+        hz(
+            format!("dh-norenew-{i}"),
+            day(8 + i),
+            "NotRenewal",
+            1,
+            "Month",
+        )
+    }));
+    for i in 0..2 {
+        let far = "2999-09-08T16:00Z".to_owned();
+        v.push((
+            format!("dh-payg-{i}"),
+            "cn-shanghai",
+            far,
+            "PostPaid",
+            "",
+            0,
+            "",
+        ));
+    }
+    v.push(hz("dh-broke".into(), day(9), "AutoRenewal", 1, "Month"));
+    v.push(hz(
+        "dh-late-payer".into(),
+        day(12),
+        "AutoRenewal",
+        1,
+        "Month",
+    ));
+    v
+}
+
+/// AutoRenewal host `i`: expiries from Dec 4 to Dec 23 (UTC+8 midnights), one at 09:00 UTC+8;
+/// every third in cn-shanghai; the period units in turn.
+fn auto_host(i: usize) -> FleetHost {
+    const UNITS: [(i64, &str); 6] = [
         (1, "Month"),
         (1, "Year"),
         (2, "Week"),
@@ -60,81 +113,19 @@ fn fleet() -> Vec<(
         (6, "Month"),
         (1, "Week"),
     ];
-    for i in 0..20 {
-        let region = if i % 3 == 0 {
-            "cn-shanghai"
-        } else {
-            "cn-hangzhou"
-        };
-        let (n, unit) = units[i % units.len()];
-        // Expiries from Dec 4 to Dec 23 (UTC+8 midnights), one at 09:00 UTC+8.
-        let expiry = if i == 5 {
-            "2026-12-11T01:00Z".to_owned()
-        } else {
-            format!("2026-12-{:02}T16:00Z", 3 + i)
-        };
-        v.push((
-            format!("dh-auto-{i:02}"),
-            region,
-            expiry,
-            "PrePaid",
-            "AutoRenewal",
-            n,
-            unit,
-        ));
-    }
-    for i in 0..4 {
-        v.push((
-            format!("dh-manual-{i}"),
-            "cn-hangzhou",
-            format!("2026-12-{:02}T16:00Z", 6 + 2 * i),
-            "PrePaid",
-            "Normal",
-            1,
-            "Month",
-        ));
-    }
-    for i in 0..2 {
-        v.push((
-            format!("dh-norenew-{i}"),
-            "cn-hangzhou",
-            format!("2026-12-{:02}T16:00Z", 8 + i),
-            "PrePaid",
-            "NotRenewal",
-            1,
-            "Month",
-        ));
-    }
-    for i in 0..2 {
-        v.push((
-            format!("dh-payg-{i}"),
-            "cn-shanghai",
-            "2999-09-08T16:00Z".to_owned(),
-            "PostPaid",
-            "",
-            0,
-            "",
-        ));
-    }
-    v.push((
-        "dh-broke".to_owned(),
-        "cn-hangzhou",
-        "2026-12-09T16:00Z".to_owned(),
-        "PrePaid",
-        "AutoRenewal",
-        1,
-        "Month",
-    ));
-    v.push((
-        "dh-late-payer".to_owned(),
-        "cn-hangzhou",
-        "2026-12-12T16:00Z".to_owned(),
-        "PrePaid",
-        "AutoRenewal",
-        1,
-        "Month",
-    ));
-    v
+    let region = if i.is_multiple_of(3) {
+        "cn-shanghai"
+    } else {
+        "cn-hangzhou"
+    };
+    let (n, unit) = UNITS[i % UNITS.len()];
+    let expiry = if i == 5 {
+        "2026-12-11T01:00Z".to_owned()
+    } else {
+        format!("2026-12-{:02}T16:00Z", 3 + i)
+    };
+    let id = format!("dh-auto-{i:02}");
+    (id, region, expiry, "PrePaid", "AutoRenewal", n, unit)
 }
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
@@ -192,7 +183,57 @@ async fn demo(
         schedule.lead_days
     );
 
-    // The cloud.
+    seed_cloud(emu, start, seed)?;
+
+    let (store, actor, client, clock) = inventory(&config, db, start).await?;
+
+    let mut engine_cfg = EngineConfig::from_config(&config);
+    // The emulator and the engine share the demo's virtual days; one batch at a time, so that a
+    // seed always meets its faults in the same order.
+    engine_cfg.virtual_clock = true;
+    engine_cfg.concurrency = 1;
+    let engine = Engine::new(
+        store.clone(),
+        client.clone(),
+        engine_cfg,
+        clock.clone(),
+        Some(actor),
+    );
+    println!("{:<23}  what happened", "window");
+    for d in 0..DAYS {
+        let at = start + Duration::days(d);
+        clock.set(at);
+        emu.with_state(|s| s.clock_offset = at - Utc::now());
+        let r = engine.pass(Trigger::Tick, false).await.map_err(runtime)?;
+        println!(
+            "{:<23}  {}",
+            output::local_short(at, schedule.tz),
+            day_line(&r)
+        );
+    }
+
+    let exactly_once = summary(&store, emu).await?;
+    engine.close().await;
+    if kept {
+        println!(
+            "\nQuery it: `sqlite3 -readonly {} 'SELECT * FROM v_attempts'` (or `--config` on it, e.g. `ddh-renewd audit attempts`).",
+            db.display()
+        );
+    } else {
+        println!(
+            "\nThe database was temporary; `demo --keep-db demo.db` keeps it to query with `sqlite3 -readonly demo.db 'SELECT * FROM v_attempts'`."
+        );
+    }
+    // Timing varies from run to run: on stderr, so that stdout is the same for a seed.
+    eprintln!("demo done in {:.1} s", wall.elapsed().as_secs_f64());
+    if !exactly_once {
+        return Err(Error::Runtime("demo: the exactly-once check failed".into()));
+    }
+    Ok(())
+}
+
+/// The cloud: the fleet, its clock at the demo's start, and the faults of this seed.
+fn seed_cloud(emu: &Emulator, start: DateTime<Utc>, seed: u64) -> Result<()> {
     let hosts: Vec<Value> = fleet()
         .iter()
         .map(|(id, region, expiry, charge, _, _, _)| json!({"DedicatedHostId": id, "RegionId": region, "ChargeType": charge, "ExpiredTime": expiry}))
@@ -208,7 +249,16 @@ async fn demo(
     .map_err(runtime)?;
     emu.with_state(|s| s.set_faults(seed, rules));
 
-    // The daemon's side: sync, then policies as an operator would set them.
+    Ok(())
+}
+
+/// The daemon's side: the database taken, a sync, then policies as an operator would set them.
+async fn inventory(
+    config: &Config,
+    db: &std::path::Path,
+    start: DateTime<Utc>,
+) -> Result<(Store, Actor, Arc<EcsClient>, Arc<SettableClock>)> {
+    let schedule = config.schedule.schedule();
     let (store, actor) = crate::engine::take_database(db, schedule)
         .await
         .map_err(runtime)?;
@@ -261,87 +311,72 @@ async fn demo(
         groups.len()
     );
 
-    let mut engine_cfg = EngineConfig::from_config(&config);
-    // The emulator and the engine share the demo's virtual days; one batch at a time, so that a
-    // seed always meets its faults in the same order.
-    engine_cfg.virtual_clock = true;
-    engine_cfg.concurrency = 1;
-    let engine = Engine::new(
-        store.clone(),
-        client.clone(),
-        engine_cfg,
-        clock.clone(),
-        Some(actor),
-    );
-    println!("{:<23}  what happened", "window");
-    for d in 0..DAYS {
-        let at = start + Duration::days(d);
-        clock.set(at);
-        emu.with_state(|s| s.clock_offset = at - Utc::now());
-        let r = engine.pass(Trigger::Tick, false).await.map_err(runtime)?;
-        let sends: u64 = r
-            .attempts
-            .iter()
-            .chain(&r.resolved)
-            .map(|a| u64::from(a.sends))
-            .sum();
-        let attempts = r.attempts.len() + r.resolved.len();
-        let mut parts = Vec::new();
-        if !r.renewed.is_empty() {
-            parts.push(format!(
-                "renewed {} [{}]",
-                r.renewed.len(),
-                short(&r.renewed)
-            ));
-        }
-        if sends > attempts as u64 {
-            parts.push(plural(
-                sends - attempts as u64,
-                "re-send with the same ClientToken",
-                "re-sends with the same ClientToken",
-            ));
-        }
-        let failed: Vec<String> = r
-            .attempts
-            .iter()
-            .filter(|a| a.outcome == "failed")
-            .flat_map(|a| {
-                a.hosts
-                    .iter()
-                    .map(|h| format!("{h} ({})", a.code.as_deref().unwrap_or("?")))
-            })
-            .collect();
-        if !failed.is_empty() {
-            parts.push(format!("failed {}", failed.join(", ")));
-        }
-        let splits = r.attempts.iter().filter(|a| a.outcome == "split").count();
-        if splits > 0 {
-            parts.push(plural(
-                splits as u64,
-                "batch split to isolate the failing host",
-                "batch splits to isolate the failing host",
-            ));
-        }
-        if !r.already_renewed.is_empty() {
-            parts.push(format!("already renewed {}", short(&r.already_renewed)));
-        }
-        if !r.lapsed.is_empty() {
-            parts.push(format!("LAPSED {}", r.lapsed.join(", ")));
-        }
-        if r.notices > 0 {
-            parts.push(plural(r.notices as u64, "notice", "notices"));
-        }
-        if parts.is_empty() {
-            parts.push("nothing due".into());
-        }
-        println!(
-            "{:<23}  {}",
-            output::local_short(at, schedule.tz),
-            parts.join("; ")
-        );
-    }
+    Ok((store, actor, client, clock))
+}
 
-    // The audit summary, from the views auditors query.
+/// What one day's pass did, in a line.
+fn day_line(r: &PassReport) -> String {
+    let sends: u64 = r
+        .attempts
+        .iter()
+        .chain(&r.resolved)
+        .map(|a| u64::from(a.sends))
+        .sum();
+    let attempts = r.attempts.len() + r.resolved.len();
+    let mut parts = Vec::new();
+    if !r.renewed.is_empty() {
+        parts.push(format!(
+            "renewed {} [{}]",
+            r.renewed.len(),
+            short(&r.renewed)
+        ));
+    }
+    if sends > attempts as u64 {
+        parts.push(plural(
+            sends - attempts as u64,
+            "re-send with the same ClientToken",
+            "re-sends with the same ClientToken",
+        ));
+    }
+    let failed: Vec<String> = r
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == "failed")
+        .flat_map(|a| {
+            a.hosts
+                .iter()
+                .map(|h| format!("{h} ({})", a.code.as_deref().unwrap_or("?")))
+        })
+        .collect();
+    if !failed.is_empty() {
+        parts.push(format!("failed {}", failed.join(", ")));
+    }
+    let splits = r.attempts.iter().filter(|a| a.outcome == "split").count();
+    if splits > 0 {
+        parts.push(plural(
+            splits as u64,
+            "batch split to isolate the failing host",
+            "batch splits to isolate the failing host",
+        ));
+    }
+    if !r.already_renewed.is_empty() {
+        parts.push(format!("already renewed {}", short(&r.already_renewed)));
+    }
+    if !r.lapsed.is_empty() {
+        parts.push(format!("LAPSED {}", r.lapsed.join(", ")));
+    }
+    if r.notices > 0 {
+        parts.push(plural(r.notices as u64, "notice", "notices"));
+    }
+    if parts.is_empty() {
+        parts.push("nothing due".into());
+    }
+    parts.join("; ")
+}
+
+/// The audit summary, from the views auditors query, and the exactly-once check against the
+/// emulator's ledger: `true` if no cycle was paid twice and every paid token was written ahead.
+async fn summary(store: &Store, emu: &Emulator) -> Result<bool> {
     println!("\naudit summary (v_attempts, v_notices, v_windows):");
     let (cols, attempts) = store.audit_all(AuditKind::Attempts, None, None).await?;
     let col = |name: &str| cols.iter().position(|c| c == name).unwrap_or(usize::MAX);
@@ -406,23 +441,7 @@ async fn demo(
         "  {} API requests, all V3-signed and verified by the emulator",
         requests
     );
-    engine.close().await;
-    if kept {
-        println!(
-            "\nQuery it: `sqlite3 -readonly {} 'SELECT * FROM v_attempts'` (or `--config` on it, e.g. `ddh-renewd audit attempts`).",
-            db.display()
-        );
-    } else {
-        println!(
-            "\nThe database was temporary; `demo --keep-db demo.db` keeps it to query with `sqlite3 -readonly demo.db 'SELECT * FROM v_attempts'`."
-        );
-    }
-    // Timing varies from run to run: on stderr, so that stdout is the same for a seed.
-    eprintln!("demo done in {:.1} s", wall.elapsed().as_secs_f64());
-    if twice > 0 || !tokens_ok {
-        return Err(Error::Runtime("demo: the exactly-once check failed".into()));
-    }
-    Ok(())
+    Ok(twice == 0 && tokens_ok)
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

@@ -217,10 +217,24 @@ async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
         });
     }
     let tz = config.display.timezone;
+    for (k, v) in detail_fields(rec, plan, tz, now) {
+        println!("{k:<15} {v}");
+    }
+    print_history(&policy_changes, &host_changes, tz);
+    Ok(())
+}
+
+/// The lines of `hosts show` for people, label and value.
+fn detail_fields(
+    rec: &HostRecord,
+    plan: Option<&PlanEntry>,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
     let at = |t| output::local_short(t, tz);
     let p = rec.effective_policy();
     let h = &rec.host;
-    let fields = [
+    vec![
         ("host", h.id.to_string()),
         ("region", h.region_id.clone()),
         ("zone", or_dash(h.zone_id.clone())),
@@ -267,13 +281,13 @@ async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
         ("added", at(rec.created_at)),
         ("updated", at(rec.updated_at)),
         ("removed", or_dash(rec.removed_at.map(at))),
-    ];
-    for (k, v) in fields {
-        println!("{k:<15} {v}");
-    }
+    ]
+}
+
+fn print_history(policy_changes: &[PolicyChange], host_changes: &[HostChange], tz: chrono_tz::Tz) {
     if !policy_changes.is_empty() {
         println!("\npolicy history:");
-        for c in &policy_changes {
+        for c in policy_changes {
             println!(
                 "  {}  {} -> {} {} {}  ({}, op {})",
                 output::instant_cell(&c.changed_at, tz),
@@ -288,7 +302,7 @@ async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
     }
     if !host_changes.is_empty() {
         println!("\nhost history:");
-        for c in &host_changes {
+        for c in host_changes {
             match &c.field {
                 Some(f) => println!(
                     "  {}  {} {}: {} -> {}  ({})",
@@ -312,7 +326,6 @@ async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 async fn add(config: &Config, a: &AddArgs) -> Result<()> {

@@ -56,48 +56,7 @@ pub struct SetArgs {
 
 pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
     match cmd {
-        PolicyCmd::Set(a) => {
-            let ids = parse_id_list(&a.ids).map_err(|m| {
-                Error::Validation(crate::domain::ValidationError::new(
-                    "InvalidParameter.InvalidDedicatedHostId",
-                    403,
-                    "DedicatedHostIds",
-                    m,
-                ))
-            })?;
-            let req = PolicyRequest {
-                region_id: a.region,
-                ids,
-                auto_renew: a.auto_renew,
-                renewal_status: a.renewal_status,
-                duration: a.duration,
-                period_unit: a.period_unit,
-            };
-            let store = super::open_store(config).await?;
-            let outcome = store.set_policy(&req, Source::Cli, Utc::now()).await?;
-            let ids: Vec<HostId> = req
-                .ids
-                .iter()
-                .filter_map(|id| HostId::parse(id).ok())
-                .collect();
-            let records = store.hosts_by_ids(&ids).await?;
-            store.close().await;
-            super::attention::warn(records.iter().filter(|r| r.removed_at.is_none()), config);
-            if a.json {
-                return output::json(&outcome);
-            }
-            let p = outcome.policy;
-            println!(
-                "policy {} {} {}: {} changed, {} already so (op {})",
-                p.status,
-                p.period.n,
-                p.period.unit,
-                outcome.changed.len(),
-                outcome.unchanged.len(),
-                outcome.op_id
-            );
-            Ok(())
-        }
+        PolicyCmd::Set(a) => set(config, a).await,
         PolicyCmd::Show {
             host,
             history,
@@ -113,99 +72,153 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
             })?;
             let store = super::open_store(config).await?;
             if history {
-                let changes = store.policy_changes(host.as_ref()).await?;
-                store.close().await;
-                if json {
-                    return output::json(&changes);
-                }
-                let rows: Vec<Vec<String>> = changes
-                    .iter()
-                    .map(|c| {
-                        let old = c.old_renewal_status.as_ref().map(|s| {
-                            format!(
-                                "{s} {} {}",
-                                c.old_duration.unwrap_or_default(),
-                                c.old_period_unit.as_deref().unwrap_or("")
-                            )
-                        });
-                        vec![
-                            c.change_id.to_string(),
-                            c.changed_at.clone(),
-                            c.host_id.clone(),
-                            or_dash(old),
-                            format!(
-                                "{} {} {}",
-                                c.new_renewal_status, c.new_duration, c.new_period_unit
-                            ),
-                            c.source.clone(),
-                            c.operation.clone(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &["CHANGE", "AT", "HOST", "OLD", "NEW", "SOURCE", "OPERATION"],
-                    &rows,
-                );
-                return Ok(());
+                show_history(store, host.as_ref(), json).await
+            } else {
+                show_current(store, host.as_ref(), json).await
             }
-            let records = match &host {
-                Some(h) => store
-                    .host(h)
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.removed_at.is_none())
-                    .collect(),
-                None => store.hosts(false).await?,
-            };
-            store.close().await;
-            #[derive(serde::Serialize)]
-            struct Row {
-                host_id: String,
-                region_id: String,
-                renewal_status: String,
-                duration: u32,
-                period_unit: String,
-                explicit: bool,
-            }
-            let rows: Vec<Row> = records
-                .iter()
-                .filter(|r| r.host.charge_type == crate::domain::ChargeType::PrePaid)
-                .map(|r| {
-                    let p = r.effective_policy();
-                    Row {
-                        host_id: r.host.id.to_string(),
-                        region_id: r.host.region_id.clone(),
-                        renewal_status: p.status.to_string(),
-                        duration: p.period.n,
-                        period_unit: p.period.unit.to_string(),
-                        explicit: r.policy.is_some(),
-                    }
-                })
-                .collect();
-            if json {
-                return output::json(&rows);
-            }
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.host_id.clone(),
-                        r.region_id.clone(),
-                        r.renewal_status.clone(),
-                        format!("{} {}", r.duration, r.period_unit),
-                        if r.explicit {
-                            "set".into()
-                        } else {
-                            "default".into()
-                        },
-                    ]
-                })
-                .collect();
-            output::table(
-                &["HOST", "REGION", "RENEWAL STATUS", "DURATION", "ORIGIN"],
-                &table,
-            );
-            Ok(())
         }
     }
+}
+
+async fn set(config: &Config, a: SetArgs) -> Result<()> {
+    let ids = parse_id_list(&a.ids).map_err(|m| {
+        Error::Validation(crate::domain::ValidationError::new(
+            "InvalidParameter.InvalidDedicatedHostId",
+            403,
+            "DedicatedHostIds",
+            m,
+        ))
+    })?;
+    let req = PolicyRequest {
+        region_id: a.region,
+        ids,
+        auto_renew: a.auto_renew,
+        renewal_status: a.renewal_status,
+        duration: a.duration,
+        period_unit: a.period_unit,
+    };
+    let store = super::open_store(config).await?;
+    let outcome = store.set_policy(&req, Source::Cli, Utc::now()).await?;
+    let ids: Vec<HostId> = req
+        .ids
+        .iter()
+        .filter_map(|id| HostId::parse(id).ok())
+        .collect();
+    let records = store.hosts_by_ids(&ids).await?;
+    store.close().await;
+    super::attention::warn(records.iter().filter(|r| r.removed_at.is_none()), config);
+    if a.json {
+        return output::json(&outcome);
+    }
+    let p = outcome.policy;
+    println!(
+        "policy {} {} {}: {} changed, {} already so (op {})",
+        p.status,
+        p.period.n,
+        p.period.unit,
+        outcome.changed.len(),
+        outcome.unchanged.len(),
+        outcome.op_id
+    );
+    Ok(())
+}
+
+/// `policy show --history`: every recorded change.
+async fn show_history(store: crate::store::Store, host: Option<&HostId>, json: bool) -> Result<()> {
+    let changes = store.policy_changes(host).await?;
+    store.close().await;
+    if json {
+        return output::json(&changes);
+    }
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            let old = c.old_renewal_status.as_ref().map(|s| {
+                format!(
+                    "{s} {} {}",
+                    c.old_duration.unwrap_or_default(),
+                    c.old_period_unit.as_deref().unwrap_or("")
+                )
+            });
+            vec![
+                c.change_id.to_string(),
+                c.changed_at.clone(),
+                c.host_id.clone(),
+                or_dash(old),
+                format!(
+                    "{} {} {}",
+                    c.new_renewal_status, c.new_duration, c.new_period_unit
+                ),
+                c.source.clone(),
+                c.operation.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["CHANGE", "AT", "HOST", "OLD", "NEW", "SOURCE", "OPERATION"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `policy show`: the current policies of PrePaid hosts.
+async fn show_current(store: crate::store::Store, host: Option<&HostId>, json: bool) -> Result<()> {
+    let records = match host {
+        Some(h) => store
+            .host(h)
+            .await?
+            .into_iter()
+            .filter(|r| r.removed_at.is_none())
+            .collect(),
+        None => store.hosts(false).await?,
+    };
+    store.close().await;
+    #[derive(serde::Serialize)]
+    struct Row {
+        host_id: String,
+        region_id: String,
+        renewal_status: String,
+        duration: u32,
+        period_unit: String,
+        explicit: bool,
+    }
+    let rows: Vec<Row> = records
+        .iter()
+        .filter(|r| r.host.charge_type == crate::domain::ChargeType::PrePaid)
+        .map(|r| {
+            let p = r.effective_policy();
+            Row {
+                host_id: r.host.id.to_string(),
+                region_id: r.host.region_id.clone(),
+                renewal_status: p.status.to_string(),
+                duration: p.period.n,
+                period_unit: p.period.unit.to_string(),
+                explicit: r.policy.is_some(),
+            }
+        })
+        .collect();
+    if json {
+        return output::json(&rows);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.host_id.clone(),
+                r.region_id.clone(),
+                r.renewal_status.clone(),
+                format!("{} {}", r.duration, r.period_unit),
+                if r.explicit {
+                    "set".into()
+                } else {
+                    "default".into()
+                },
+            ]
+        })
+        .collect();
+    output::table(
+        &["HOST", "REGION", "RENEWAL STATUS", "DURATION", "ORIGIN"],
+        &table,
+    );
+    Ok(())
 }

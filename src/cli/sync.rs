@@ -7,7 +7,7 @@ use crate::config::Config;
 use std::sync::Arc;
 
 use crate::ecs::{ClientOptions, EcsClient, Provider};
-use crate::engine::sync::{SyncError, sync_and_record};
+use crate::engine::sync::{SyncError, SyncReport, sync_and_record};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -70,6 +70,12 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
     if args.json {
         return output::json(&report);
     }
+    print_report(&report);
+    Ok(())
+}
+
+/// The report for people: a row per region, then what needs attention, then the calls made.
+fn print_report(report: &SyncReport) {
     let rows: Vec<Vec<String>> = report
         .regions
         .iter()
@@ -137,5 +143,4 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
         calls.join(", "),
         report.elapsed_ms
     );
-    Ok(())
 }

@@ -160,7 +160,7 @@ fn loopback_endpoint(config: &Config) -> bool {
     reqwest::Url::parse(&config.ecs.endpoint)
         .ok()
         .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        .is_some_and(|h| crate::config::is_loopback_host(&h))
+        .is_some_and(|h| crate::net::is_loopback_host(&h))
 }
 
 /// `--force` without `--yes`: show what will be paid and ask on the terminal.
@@ -300,6 +300,13 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     if r.dry_run && !r.due.is_empty() {
         println!("  due: {}", r.due.join(", "));
     }
+    print_requests(r);
+    print_hosts(r);
+    Ok(())
+}
+
+/// The requests a pass would send (dry run) or sent, one line each.
+fn print_requests(r: &PassReport) {
     for a in &r.planned {
         let hosts: Vec<String> = a.hosts.iter().map(|(h, c)| format!("{h}@{c}")).collect();
         println!(
@@ -341,6 +348,10 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
             );
         }
     }
+}
+
+/// The hosts that need a reader's attention, by what happened to them.
+fn print_hosts(r: &PassReport) {
     if !r.already_renewed.is_empty() {
         println!(
             "  already renewed (nothing sent): {}",
@@ -374,5 +385,4 @@ pub fn print(r: &PassReport, config: &Config, json: bool) -> Result<()> {
     if let Some(e) = &r.config_error {
         println!("  CONFIGURATION ERROR: {e}");
     }
-    Ok(())
 }

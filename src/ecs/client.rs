@@ -22,7 +22,6 @@ use super::models::{
 };
 use super::provider::Provider;
 use super::sign;
-use crate::config::is_loopback_host;
 use crate::domain::{ClientToken, HostId, Period, RenewalStatus};
 
 pub const API_VERSION: &str = "2014-05-26";
@@ -166,20 +165,8 @@ impl EcsClient {
         let endpoint = match opts.endpoint.trim_end_matches('/') {
             "" => None,
             e => {
-                let url = reqwest::Url::parse(e).map_err(|err| {
-                    EcsError::Setup(format!("endpoint {e:?} is not a URL: {err}"))
-                })?;
-                let host = url.host_str().unwrap_or_default();
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                match url.scheme() {
-                    "https" => {}
-                    "http" if is_loopback_host(host) => {}
-                    s => {
-                        return Err(EcsError::Setup(format!(
-                            "endpoint {e:?}: scheme {s} is refused; use https (plain http only for loopback)"
-                        )));
-                    }
-                }
+                crate::net::check_url(e, false)
+                    .map_err(|p| EcsError::Setup(format!("endpoint {e:?} {p}")))?;
                 Some(e.to_owned())
             }
         };

@@ -124,24 +124,9 @@ fn check_url(
     url: &str,
     http_ok: bool,
 ) -> Result<(), CredentialError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| fetch_err(source, format!("{what} is not a URL: {e}")))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(fetch_err(
-            source,
-            format!("{what} must not carry user info"),
-        ));
-    }
-    let host = parsed.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if http_ok || crate::config::is_loopback_host(host) => Ok(()),
-        s => Err(fetch_err(
-            source,
-            format!("{what}: scheme {s} is refused; use https (plain http only for loopback)"),
-        )),
-    }
+    crate::net::check_url(url, http_ok)
+        .map(drop)
+        .map_err(|p| fetch_err(source, format!("{what} {p}")))
 }
 
 fn http_client(

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use crate::domain::plan::plan_host;
 use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
 use crate::ecs::client::LATENCY_BUCKETS;
-use crate::store::StoreError;
+use crate::store::{StoreError, TrailCounts};
 
 /// The content type of the body [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -194,6 +194,13 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
     for (kind, n) in notices {
         o.sample("notices_total", &[("kind", kind)], n as f64);
     }
+    times(s, &c, o).await?;
+    deliveries(&c, o);
+    Ok(())
+}
+
+/// When the inventory was last synced and the last windows ran.
+async fn times(s: &OpsState, c: &TrailCounts, o: &mut Out) -> Result<(), StoreError> {
     o.family(
         "last_sync_timestamp_seconds",
         "gauge",
@@ -212,7 +219,8 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
     );
     let last = c
         .last_ok_window
-        .and_then(|t| crate::domain::time::parse_instant(&t).ok())
+        .as_deref()
+        .and_then(|t| crate::domain::time::parse_instant(t).ok())
         .map_or(0.0, |t| t.timestamp() as f64);
     o.sample("last_successful_window_timestamp_seconds", &[], last);
     o.family(
@@ -222,9 +230,15 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
     );
     let ran = c
         .last_window
-        .and_then(|t| crate::domain::time::parse_instant(&t).ok())
+        .as_deref()
+        .and_then(|t| crate::domain::time::parse_instant(t).ok())
         .map_or(0.0, |t| t.timestamp() as f64);
     o.sample("last_window_timestamp_seconds", &[], ran);
+    Ok(())
+}
+
+/// Notice deliveries per channel.
+fn deliveries(c: &TrailCounts, o: &mut Out) {
     o.family(
         "notice_delivery_failures_total",
         "counter",
@@ -249,7 +263,6 @@ async fn trail(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
             *waiting as f64,
         );
     }
-    Ok(())
 }
 
 /// The client's own figures since the daemon started: quota waits, and per-API requests,
