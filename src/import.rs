@@ -8,7 +8,7 @@ use std::fmt;
 use crate::domain::error::quote;
 use crate::domain::policy::parse_policy;
 use crate::domain::time::parse_instant;
-use crate::domain::{ChargeType, Host, HostId, HostStatus, ValidationError};
+use crate::domain::{ChargeType, Host, HostId, HostStatus};
 use crate::store::HostInput;
 
 const REQUIRED: [&str; 4] = [
@@ -326,24 +326,27 @@ pub fn host_from_fields(
     row_to_input(&raw, "arguments", &mut HashMap::new())
 }
 
+/// An error at this row's location.
+fn row_err(
+    location: &str,
+    field: &str,
+    code: Option<&'static str>,
+    message: String,
+) -> ImportError {
+    ImportError {
+        location: location.to_owned(),
+        field: field.to_owned(),
+        code,
+        message,
+    }
+}
+
 fn row_to_input(
     raw: &RawRow,
     location: &str,
     seen: &mut HashMap<String, String>,
 ) -> Result<HostInput, ImportError> {
-    let err = |field: &str, code: Option<&'static str>, message: String| ImportError {
-        location: location.to_owned(),
-        field: field.to_owned(),
-        code,
-        message,
-    };
-    let from_validation = |field: &str, v: ValidationError| {
-        let mut m = v.message;
-        if let Some(valid) = v.valid {
-            m.push_str(&format!("; valid values: {valid}"));
-        }
-        err(field, Some(v.code), m)
-    };
+    let err = |field: &str, code, message| row_err(location, field, code, message);
     let id = HostId::parse(&raw.id).map_err(|m| {
         err(
             "dedicated_host_id",
@@ -381,39 +384,7 @@ fn row_to_input(
             ),
         )
     })?;
-    let has_policy = !(raw.status.is_empty() && raw.duration.is_empty() && raw.unit.is_empty());
-    let policy = if has_policy {
-        if charge_type == ChargeType::PostPaid {
-            return Err(err(
-                "renewal_status",
-                Some("ChargeTypeViolation"),
-                format!("{id} is PostPaid; only PrePaid hosts take a renewal policy"),
-            ));
-        }
-        let duration = if raw.duration.is_empty() {
-            None
-        } else {
-            Some(raw.duration.parse::<i64>().map_err(|_| {
-                err(
-                    "duration",
-                    Some("InvalidParameter.Duration"),
-                    format!("{} is not a whole number", quote(&raw.duration)),
-                )
-            })?)
-        };
-        let status = (!raw.status.is_empty()).then_some(raw.status.as_str());
-        let unit = (!raw.unit.is_empty()).then_some(raw.unit.as_str());
-        Some(parse_policy(None, status, duration, unit).map_err(|v| {
-            let field = match v.field {
-                "RenewalStatus" => "renewal_status",
-                "Duration" => "duration",
-                _ => "period_unit",
-            };
-            from_validation(field, v)
-        })?)
-    } else {
-        None
-    };
+    let policy = row_policy(raw, location, &id, charge_type)?;
     Ok(HostInput {
         host: Host {
             id,
@@ -427,6 +398,52 @@ fn row_to_input(
         },
         policy,
     })
+}
+
+/// The row's policy columns, if any is filled: only a PrePaid host takes one.
+fn row_policy(
+    raw: &RawRow,
+    location: &str,
+    id: &HostId,
+    charge_type: ChargeType,
+) -> Result<Option<crate::domain::Policy>, ImportError> {
+    let err = |field: &str, code, message| row_err(location, field, code, message);
+    if raw.status.is_empty() && raw.duration.is_empty() && raw.unit.is_empty() {
+        return Ok(None);
+    }
+    if charge_type == ChargeType::PostPaid {
+        return Err(err(
+            "renewal_status",
+            Some("ChargeTypeViolation"),
+            format!("{id} is PostPaid; only PrePaid hosts take a renewal policy"),
+        ));
+    }
+    let duration = if raw.duration.is_empty() {
+        None
+    } else {
+        Some(raw.duration.parse::<i64>().map_err(|_| {
+            err(
+                "duration",
+                Some("InvalidParameter.Duration"),
+                format!("{} is not a whole number", quote(&raw.duration)),
+            )
+        })?)
+    };
+    let status = (!raw.status.is_empty()).then_some(raw.status.as_str());
+    let unit = (!raw.unit.is_empty()).then_some(raw.unit.as_str());
+    let policy = parse_policy(None, status, duration, unit).map_err(|v| {
+        let field = match v.field {
+            "RenewalStatus" => "renewal_status",
+            "Duration" => "duration",
+            _ => "period_unit",
+        };
+        let mut m = v.message;
+        if let Some(valid) = v.valid {
+            m.push_str(&format!("; valid values: {valid}"));
+        }
+        err(field, Some(v.code), m)
+    })?;
+    Ok(Some(policy))
 }
 
 #[cfg(test)]

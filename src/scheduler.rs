@@ -64,24 +64,8 @@ pub async fn run(
 ) -> Result<(), SchedulerError> {
     let schedule = engine.config().schedule;
     let (tx, mut rx) = mpsc::channel::<Wake>(4);
-    let mut cron = JobScheduler::new()
-        .await
-        .map_err(|e| SchedulerError::Cron(e.to_string()))?;
-    let expr = schedule.time.format("%S %M %H * * *").to_string();
-    let job = Job::new_async_tz(expr.as_str(), schedule.tz, move |_, _| {
-        let tx = tx.clone();
-        Box::pin(async move {
-            let _ = tx.try_send(Wake::Cron);
-        })
-    })
-    .map_err(|e| SchedulerError::Cron(e.to_string()))?;
-    cron.add(job)
-        .await
-        .map_err(|e| SchedulerError::Cron(e.to_string()))?;
-    cron.start()
-        .await
-        .map_err(|e| SchedulerError::Cron(e.to_string()))?;
-    tracing::info!(cron = %expr, tz = %schedule.tz, next_window = %schedule.next_window_instant(engine.now()), "scheduler started");
+    let mut cron = start_cron(&schedule, tx).await?;
+    tracing::info!(tz = %schedule.tz, next_window = %schedule.next_window_instant(engine.now()), "scheduler started");
 
     let shutdown = engine.shutdown_handle();
     let mut safety = tokio::time::interval(cfg.safety_interval);
@@ -145,6 +129,27 @@ pub async fn run(
     let _ = cron.shutdown().await;
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// The cron job that wakes the loop at the window time, every day, in the schedule's zone.
+async fn start_cron(
+    schedule: &crate::domain::Schedule,
+    tx: mpsc::Sender<Wake>,
+) -> Result<JobScheduler, SchedulerError> {
+    let cron_err = |e: tokio_cron_scheduler::JobSchedulerError| SchedulerError::Cron(e.to_string());
+    let cron = JobScheduler::new().await.map_err(cron_err)?;
+    let expr = schedule.time.format("%S %M %H * * *").to_string();
+    let job = Job::new_async_tz(expr.as_str(), schedule.tz, move |_, _| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.try_send(Wake::Cron);
+        })
+    })
+    .map_err(cron_err)?;
+    cron.add(job).await.map_err(cron_err)?;
+    cron.start().await.map_err(cron_err)?;
+    tracing::info!(cron = %expr, "window wake-up scheduled");
+    Ok(cron)
 }
 
 struct Ctx<'a> {

@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::domain::{ChargeType, RenewalStatus};
+use crate::domain::ChargeType;
+use crate::domain::policy::double_renew_risk;
 use crate::store::HostRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,14 +50,10 @@ pub fn of(rec: &HostRecord, config: &Config) -> Vec<Attention> {
     if rec.removed_at.is_some() || rec.host.status.is_released() {
         return out;
     }
-    let managed = rec.host.charge_type == ChargeType::PrePaid
-        && rec.effective_policy().status == RenewalStatus::AutoRenewal;
-    if managed
+    let cloud = rec.cloud_renewal.as_ref().map(|c| c.status.as_str());
+    if rec.host.charge_type == ChargeType::PrePaid
         && !config.ecs.takeover
-        && rec
-            .cloud_renewal
-            .as_ref()
-            .is_some_and(|c| c.status == "AutoRenewal")
+        && double_renew_risk(rec.effective_policy().status, cloud)
     {
         out.push(Attention::DoubleRenewRisk);
     }

@@ -171,128 +171,155 @@ pub(super) fn validate(
         out.push(ChannelConfig::legacy_webhook(url));
     }
     for (i, r) in raw.into_iter().enumerate() {
-        let at = format!("[[notify.channel]] #{}", i + 1);
-        let name = r
-            .name
-            .ok_or_else(|| bad(format!("{at}: `name` is required (e.g. \"oncall\")")))?;
-        let name_ok = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(bad(format!(
-                "{at}: name {name:?} must be 1 to 32 of a-z, 0-9, '-' and '_'"
-            )));
-        }
-        if out.iter().any(|c| c.name == name) {
-            let why = if name == "webhook" {
-                " (the name of [notify] webhook_url's channel)"
-            } else {
-                ""
-            };
-            return Err(bad(format!("{at}: name {name:?} is used twice{why}")));
-        }
-        let at = format!("[[notify.channel]] {name:?}");
-        let valid_kinds = ChannelKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let kind_raw = r
-            .kind
-            .ok_or_else(|| bad(format!("{at}: `kind` is required; one of {valid_kinds}")))?;
-        let kind = ChannelKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == kind_raw)
-            .ok_or_else(|| {
-                bad(format!(
-                    "{at}: kind {kind_raw:?} is not one of {valid_kinds}"
-                ))
-            })?;
-        let kinds = match r.kinds {
-            None => NoticeKind::ALL.to_vec(),
-            Some(list) if list.is_empty() => {
-                return Err(bad(format!(
-                    "{at}: `kinds` is empty; leave it out to send every kind"
-                )));
-            }
-            Some(list) => {
-                let mut v = Vec::new();
-                for k in list {
-                    let parsed = NoticeKind::ALL
-                        .iter()
-                        .copied()
-                        .find(|n| n.as_str() == k)
-                        .ok_or_else(|| {
-                            let all = NoticeKind::ALL
-                                .iter()
-                                .map(|n| n.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ");
-                            bad(format!("{at}: notice kind {k:?} is not one of {all}"))
-                        })?;
-                    if !v.contains(&parsed) {
-                        v.push(parsed);
-                    }
-                }
-                v
-            }
-        };
-        if let Some(t) = &r.template {
-            check_template(t).map_err(|e| bad(format!("{at}: template: {e}")))?;
-        }
-        let secret = Secret(r.secret.unwrap_or_default());
-        let smtp_fields = r.host.is_some()
-            || r.port.is_some()
-            || r.tls.is_some()
-            || r.username.is_some()
-            || r.password.is_some()
-            || r.from.is_some()
-            || r.to.is_some();
-        let (url, smtp) = if kind == ChannelKind::Smtp {
-            if r.url.is_some() || !secret.is_empty() {
-                return Err(bad(format!(
-                    "{at}: `url` and `secret` are for webhooks and robots; mail uses host, port, tls, username, password, from, to"
-                )));
-            }
-            (
-                SecretUrl::default(),
-                Some(smtp(
-                    &at, r.host, r.port, r.tls, r.username, r.password, r.from, r.to,
-                )?),
-            )
-        } else {
-            if smtp_fields {
-                return Err(bad(format!(
-                    "{at}: host, port, tls, username, password, from and to are for kind = \"smtp\""
-                )));
-            }
-            let url = r.url.unwrap_or_default();
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(bad(format!(
-                    "{at}: `url` must be the robot's http:// or https:// URL (value not shown: it may hold a token)"
-                )));
-            }
-            if !secret.is_empty() && !matches!(kind, ChannelKind::Dingtalk | ChannelKind::Feishu) {
-                return Err(bad(format!(
-                    "{at}: `secret` signs DingTalk and Feishu messages; a {} channel has none",
-                    kind.as_str()
-                )));
-            }
-            (SecretUrl(url), None)
-        };
-        out.push(ChannelConfig {
-            name,
-            kind,
-            url,
-            secret,
-            kinds,
-            template: r.template,
-            smtp,
-        });
+        let name = channel_name(r.name.clone(), i, &out)?;
+        let c = channel(name, r)?;
+        out.push(c);
     }
     Ok(out)
+}
+
+/// The `name` of channel number `i` (from 0): required, well formed, not used before.
+fn channel_name(
+    name: Option<String>,
+    i: usize,
+    before: &[ChannelConfig],
+) -> Result<String, ConfigError> {
+    let at = format!("[[notify.channel]] #{}", i + 1);
+    let name = name.ok_or_else(|| bad(format!("{at}: `name` is required (e.g. \"oncall\")")))?;
+    let name_ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(bad(format!(
+            "{at}: name {name:?} must be 1 to 32 of a-z, 0-9, '-' and '_'"
+        )));
+    }
+    if before.iter().any(|c| c.name == name) {
+        let why = if name == "webhook" {
+            " (the name of [notify] webhook_url's channel)"
+        } else {
+            ""
+        };
+        return Err(bad(format!("{at}: name {name:?} is used twice{why}")));
+    }
+    Ok(name)
+}
+
+/// One named channel: its kind, the notice kinds it takes, its template and its receiver.
+fn channel(name: String, r: RawChannel) -> Result<ChannelConfig, ConfigError> {
+    let at = format!("[[notify.channel]] {name:?}");
+    let valid_kinds = ChannelKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kind_raw = r
+        .kind
+        .ok_or_else(|| bad(format!("{at}: `kind` is required; one of {valid_kinds}")))?;
+    let kind = ChannelKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str() == kind_raw)
+        .ok_or_else(|| {
+            bad(format!(
+                "{at}: kind {kind_raw:?} is not one of {valid_kinds}"
+            ))
+        })?;
+    let kinds = notice_kinds(&at, r.kinds)?;
+    if let Some(t) = &r.template {
+        check_template(t).map_err(|e| bad(format!("{at}: template: {e}")))?;
+    }
+    let secret = Secret(r.secret.unwrap_or_default());
+    let smtp_fields = r.host.is_some()
+        || r.port.is_some()
+        || r.tls.is_some()
+        || r.username.is_some()
+        || r.password.is_some()
+        || r.from.is_some()
+        || r.to.is_some();
+    let (url, smtp) = if kind == ChannelKind::Smtp {
+        if r.url.is_some() || !secret.is_empty() {
+            return Err(bad(format!(
+                "{at}: `url` and `secret` are for webhooks and robots; mail uses host, port, tls, username, password, from, to"
+            )));
+        }
+        (
+            SecretUrl::default(),
+            Some(smtp(
+                &at, r.host, r.port, r.tls, r.username, r.password, r.from, r.to,
+            )?),
+        )
+    } else {
+        if smtp_fields {
+            return Err(bad(format!(
+                "{at}: host, port, tls, username, password, from and to are for kind = \"smtp\""
+            )));
+        }
+        (robot_url(&at, kind, r.url, &secret)?, None)
+    };
+    Ok(ChannelConfig {
+        name,
+        kind,
+        url,
+        secret,
+        kinds,
+        template: r.template,
+        smtp,
+    })
+}
+
+/// The notice kinds a channel takes: all when not given; never an empty list.
+fn notice_kinds(at: &str, list: Option<Vec<String>>) -> Result<Vec<NoticeKind>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(NoticeKind::ALL.to_vec());
+    };
+    if list.is_empty() {
+        return Err(bad(format!(
+            "{at}: `kinds` is empty; leave it out to send every kind"
+        )));
+    }
+    let mut v = Vec::new();
+    for k in list {
+        let parsed = NoticeKind::ALL
+            .iter()
+            .copied()
+            .find(|n| n.as_str() == k)
+            .ok_or_else(|| {
+                let all = NoticeKind::ALL
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                bad(format!("{at}: notice kind {k:?} is not one of {all}"))
+            })?;
+        if !v.contains(&parsed) {
+            v.push(parsed);
+        }
+    }
+    Ok(v)
+}
+
+/// A webhook's or robot's URL, and a `secret` only where the kind signs with one.
+fn robot_url(
+    at: &str,
+    kind: ChannelKind,
+    url: Option<String>,
+    secret: &Secret,
+) -> Result<SecretUrl, ConfigError> {
+    let url = url.unwrap_or_default();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(bad(format!(
+            "{at}: `url` must be the robot's http:// or https:// URL (value not shown: it may hold a token)"
+        )));
+    }
+    if !secret.is_empty() && !matches!(kind, ChannelKind::Dingtalk | ChannelKind::Feishu) {
+        return Err(bad(format!(
+            "{at}: `secret` signs DingTalk and Feishu messages; a {} channel has none",
+            kind.as_str()
+        )));
+    }
+    Ok(SecretUrl(url))
 }
 
 #[allow(clippy::too_many_arguments)]

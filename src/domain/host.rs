@@ -81,6 +81,13 @@ pub struct Host {
     pub financial_lock: bool,
 }
 
+/// Whether a sync may believe that `missing` hosts of a region of `in_region` are gone: more
+/// than a fifth of the region (and more than three hosts) at once is a broken answer until a
+/// person confirms it (`sync --allow-mass-release`).
+pub fn believable_disappearance(missing: usize, in_region: usize) -> bool {
+    missing <= (in_region / 5).max(3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

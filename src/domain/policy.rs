@@ -101,6 +101,14 @@ pub struct PolicyRequest {
     pub period_unit: Option<String>,
 }
 
+/// A host at double-renew risk: renewed here automatically and, as the cloud last said
+/// (`DescribeDedicatedHostAutoRenew`), by the cloud's own auto-renew too. The engine never
+/// pays for such a host (`protocol::decide_pre_send`) unless `[ecs] takeover` first sets the
+/// cloud side to Normal.
+pub fn double_renew_risk(here: RenewalStatus, cloud: Option<&str>) -> bool {
+    here == RenewalStatus::AutoRenewal && cloud == Some(RenewalStatus::AutoRenewal.as_str())
+}
+
 /// Parses the policy fields alone (status, unit, duration) with their documented codes. Used by
 /// both `policy set` and inventory import.
 pub fn parse_policy(

@@ -275,12 +275,13 @@ impl EcsClient {
         result
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// The POST for `action`, V3-signed with one credentials snapshot.
+    async fn signed_request(
         &self,
         action: &'static str,
         region: &str,
         params: &[(String, String)],
-    ) -> Result<T, EcsError> {
+    ) -> Result<reqwest::RequestBuilder, EcsError> {
         let query = sign::canonical_query(params);
         let url_text = format!("{}/?{query}", self.base_url(region));
         let url = reqwest::Url::parse(&url_text)
@@ -339,39 +340,17 @@ impl EcsClient {
                 req = req.header(k.as_str(), v.as_str());
             }
         }
-        let transport = |e: reqwest::Error| EcsError::Transport {
-            action,
-            timeout: e.is_timeout(),
-            message: without_url(&e),
-        };
-        let mut resp = req.send().await.map_err(transport)?;
-        let status = resp.status().as_u16();
-        if resp.status().is_redirection() {
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(|| "(no Location)".to_owned(), redact_location);
-            return Err(EcsError::Redirected {
-                action,
-                status,
-                location,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(EcsError::Decode {
-                    action,
-                    status,
-                    message: format!(
-                        "the response is larger than {MAX_BODY_BYTES} bytes; not read further"
-                    ),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        Ok(req)
+    }
 
+    async fn send<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        region: &str,
+        params: &[(String, String)],
+    ) -> Result<T, EcsError> {
+        let req = self.signed_request(action, region, params).await?;
+        let (status, body) = read_answer(action, req).await?;
         if (200..300).contains(&status) {
             self.limiter.succeeded(region, action);
             return serde_json::from_slice(&body).map_err(|e| EcsError::Decode {
@@ -636,6 +615,47 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+/// Sends `req` and reads its answer: status and body, at most [`MAX_BODY_BYTES`]; a redirect is
+/// refused (it would carry a signed request elsewhere).
+async fn read_answer(
+    action: &'static str,
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, Vec<u8>), EcsError> {
+    let transport = |e: reqwest::Error| EcsError::Transport {
+        action,
+        timeout: e.is_timeout(),
+        message: without_url(&e),
+    };
+    let mut resp = req.send().await.map_err(transport)?;
+    let status = resp.status().as_u16();
+    if resp.status().is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| "(no Location)".to_owned(), redact_location);
+        return Err(EcsError::Redirected {
+            action,
+            status,
+            location,
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(EcsError::Decode {
+                action,
+                status,
+                message: format!(
+                    "the response is larger than {MAX_BODY_BYTES} bytes; not read further"
+                ),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
 }
 
 #[cfg(test)]

@@ -139,24 +139,7 @@ fn region_hosts<'s>(state: &'s State, region: &'s str) -> impl Iterator<Item = &
 pub fn describe_dedicated_hosts(state: &State, p: &Params<'_>, request_id: &str) -> ApiResult {
     let region = p.region("MissingParamter.RegionId")?;
     let now = state.now();
-    let ids = match p.get("DedicatedHostIds") {
-        None | Some("") => None,
-        Some(raw) => {
-            let ids = parse_id_list(raw)
-                .map_err(|m| ApiErr::new(400, "InvalidParameter.DedicatedHostIds", m))?;
-            if ids.len() > MAX_IDS {
-                return Err(ApiErr::new(
-                    403,
-                    "InvalidDedicatedHostIds.Malformed",
-                    format!(
-                        "The specified DedicatedHostIds has {} ids; at most {MAX_IDS}.",
-                        ids.len()
-                    ),
-                ));
-            }
-            Some(ids)
-        }
-    };
+    let ids = requested_ids(p)?;
     let zone = p.get("ZoneId").filter(|z| !z.is_empty());
     let name = p.get("DedicatedHostName").filter(|n| !n.is_empty());
     let status = p.get("Status").filter(|s| !s.is_empty());
@@ -190,37 +173,97 @@ pub fn describe_dedicated_hosts(state: &State, p: &Params<'_>, request_id: &str)
         })
         .collect();
     let total = matching.len();
-
-    let paged = p.get("NextToken").is_some()
-        || p.get("MaxResults").is_some()
-        || (p.get("PageNumber").is_none() && p.get("PageSize").is_none());
-    let (offset, size, page_number) = if paged {
-        let size = p
-            .int("MaxResults", "InvalidParameter.MaxResults")?
-            .unwrap_or(10);
-        if !(1..=100).contains(&size) {
-            return Err(ApiErr::new(
-                400,
-                "InvalidParameter.MaxResults",
-                "MaxResults must be from 1 to 100.",
-            ));
-        }
-        let offset = match p.get("NextToken").filter(|t| !t.is_empty()) {
-            None => 0,
-            Some(t) => t
-                .strip_prefix("nt")
-                .and_then(|n| usize::from_str_radix(n, 16).ok())
-                .filter(|o| *o <= total)
-                .ok_or_else(|| {
-                    ApiErr::new(
-                        400,
-                        "InvalidParameter.NextToken",
-                        "The specified NextToken is not valid.",
-                    )
-                })?,
-        };
-        (offset, size as usize, 0)
+    let page = Page::of(p, total)?;
+    let end = page.offset.saturating_add(page.size).min(total);
+    let hosts: Vec<DedicatedHost> = matching
+        .into_iter()
+        .skip(page.offset)
+        .take(end.saturating_sub(page.offset))
+        .collect();
+    let next_token = if page.by_token && end < total {
+        format!("nt{end:x}")
     } else {
+        String::new()
+    };
+    to_value(&DescribeDedicatedHostsResponse {
+        request_id: request_id.to_owned(),
+        total_count: total as i64,
+        page_number: if page.by_token { 1 } else { page.number },
+        page_size: page.size as i64,
+        next_token,
+        dedicated_hosts: DedicatedHosts {
+            dedicated_host: hosts,
+        },
+    })
+}
+
+/// `DedicatedHostIds`, if given: at most [`MAX_IDS`].
+fn requested_ids(p: &Params<'_>) -> Result<Option<Vec<String>>, ApiErr> {
+    let raw = match p.get("DedicatedHostIds") {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    let ids =
+        parse_id_list(raw).map_err(|m| ApiErr::new(400, "InvalidParameter.DedicatedHostIds", m))?;
+    if ids.len() > MAX_IDS {
+        return Err(ApiErr::new(
+            403,
+            "InvalidDedicatedHostIds.Malformed",
+            format!(
+                "The specified DedicatedHostIds has {} ids; at most {MAX_IDS}.",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(Some(ids))
+}
+
+/// Which page a DescribeDedicatedHosts asks for: by NextToken/MaxResults (the default) or by
+/// PageNumber/PageSize.
+struct Page {
+    by_token: bool,
+    offset: usize,
+    size: usize,
+    number: i64,
+}
+
+impl Page {
+    fn of(p: &Params<'_>, total: usize) -> Result<Self, ApiErr> {
+        let by_token = p.get("NextToken").is_some()
+            || p.get("MaxResults").is_some()
+            || (p.get("PageNumber").is_none() && p.get("PageSize").is_none());
+        if by_token {
+            let size = p
+                .int("MaxResults", "InvalidParameter.MaxResults")?
+                .unwrap_or(10);
+            if !(1..=100).contains(&size) {
+                return Err(ApiErr::new(
+                    400,
+                    "InvalidParameter.MaxResults",
+                    "MaxResults must be from 1 to 100.",
+                ));
+            }
+            let offset = match p.get("NextToken").filter(|t| !t.is_empty()) {
+                None => 0,
+                Some(t) => t
+                    .strip_prefix("nt")
+                    .and_then(|n| usize::from_str_radix(n, 16).ok())
+                    .filter(|o| *o <= total)
+                    .ok_or_else(|| {
+                        ApiErr::new(
+                            400,
+                            "InvalidParameter.NextToken",
+                            "The specified NextToken is not valid.",
+                        )
+                    })?,
+            };
+            return Ok(Self {
+                by_token,
+                offset,
+                size: size as usize,
+                number: 0,
+            });
+        }
         let size = p
             .int("PageSize", "InvalidParameter.PageSize")?
             .unwrap_or(10);
@@ -238,29 +281,13 @@ pub fn describe_dedicated_hosts(state: &State, p: &Params<'_>, request_id: &str)
             .ok()
             .and_then(|n| n.checked_mul(size as usize))
             .unwrap_or(usize::MAX);
-        (offset, size as usize, number)
-    };
-    let end = offset.saturating_add(size).min(total);
-    let page: Vec<DedicatedHost> = matching
-        .into_iter()
-        .skip(offset)
-        .take(end.saturating_sub(offset))
-        .collect();
-    let next_token = if paged && end < total {
-        format!("nt{end:x}")
-    } else {
-        String::new()
-    };
-    to_value(&DescribeDedicatedHostsResponse {
-        request_id: request_id.to_owned(),
-        total_count: total as i64,
-        page_number: if paged { 1 } else { page_number },
-        page_size: size as i64,
-        next_token,
-        dedicated_hosts: DedicatedHosts {
-            dedicated_host: page,
-        },
-    })
+        Ok(Self {
+            by_token,
+            offset,
+            size: size as usize,
+            number,
+        })
+    }
 }
 
 /// Looks up hosts for the auto-renew APIs with their documented 403 codes.

@@ -26,7 +26,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
-use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy, RenewalStatus, Schedule};
+use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy, Schedule};
 
 pub use attempts::{
     AnswerRecord, Attempt, AttemptSummary, Epoch, Event, NewAttempt, NoticeRow, Observation,
@@ -387,53 +387,22 @@ impl Store {
         now_s: &str,
         restore_removed: bool,
     ) -> Result<UpsertSummary, StoreError> {
-        let mut summary = UpsertSummary::default();
-        let mut host_rows: Vec<&Host> = Vec::new();
-        let mut changes: Vec<ChangeRow> = Vec::new();
-        let mut policy_rows: Vec<(&HostId, Policy, Option<Policy>)> = Vec::new();
+        let plan = Upsert::plan(existing, inputs, restore_removed);
+        self.write_hosts(tx, &plan.host_rows, now_s, restore_removed)
+            .await?;
+        insert_host_changes(tx, op_id, &plan.changes, source, now_s).await?;
+        write_policies(tx, op_id, &plan.policy_rows, source, now_s).await?;
+        Ok(plan.summary)
+    }
 
-        for input in inputs {
-            let h = &input.host;
-            let id = h.id.as_str();
-            match existing.get(id) {
-                None => {
-                    summary.added += 1;
-                    host_rows.push(h);
-                    changes.push(ChangeRow::new(id, "added", None, None, None));
-                }
-                Some(old) => {
-                    let diffs = rows::diff_hosts(&old.host, h);
-                    let restored = restore_removed && old.removed_at.is_some();
-                    if restored {
-                        summary.restored += 1;
-                        changes.push(ChangeRow::new(id, "restored", None, None, None));
-                    }
-                    if diffs.is_empty() && !restored {
-                        summary.unchanged += 1;
-                    } else {
-                        summary.updated += usize::from(!diffs.is_empty());
-                        host_rows.push(h);
-                        for (field, o, n) in diffs {
-                            changes.push(ChangeRow::new(
-                                id,
-                                "updated",
-                                Some(field),
-                                Some(o),
-                                Some(n),
-                            ));
-                        }
-                    }
-                }
-            }
-            if let Some(p) = input.policy {
-                let old = existing.get(id).and_then(|r| r.policy);
-                if old != Some(p) {
-                    policy_rows.push((&h.id, p, old));
-                }
-            }
-        }
-        summary.policies_changed = policy_rows.len();
-
+    /// Adds or replaces these host rows; a removed host is restored if `restore_removed`.
+    async fn write_hosts(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        host_rows: &[&Host],
+        now_s: &str,
+        restore_removed: bool,
+    ) -> Result<(), StoreError> {
         for chunk in host_rows.chunks(JSON_CHUNK) {
             let rows: Vec<_> = chunk
                 .iter()
@@ -474,9 +443,7 @@ impl Store {
             .await
             .map_err(StoreError::sql("writing hosts"))?;
         }
-        insert_host_changes(tx, op_id, &changes, source, now_s).await?;
-        write_policies(tx, op_id, &policy_rows, source, now_s).await?;
-        Ok(summary)
+        Ok(())
     }
 
     /// Applies one region's `sync`: the hosts ECS returned (added or updated), hosts of the
@@ -510,20 +477,9 @@ impl Store {
             .filter(|h| changed(h.id.as_str()))
             .map(|h| h.id.clone())
             .collect();
+        changed_meanwhile.sort();
         let cloud: Vec<&Host> = cloud.iter().filter(|h| !changed(h.id.as_str())).collect();
-        let mut expiry_moved_back: Vec<HostId> = cloud
-            .iter()
-            .filter(|h| {
-                existing
-                    .get(h.id.as_str())
-                    .is_some_and(|e| e.host.expired_time > h.expired_time)
-            })
-            .map(|h| h.id.clone())
-            .collect();
-        expiry_moved_back.sort();
-        for id in &expiry_moved_back {
-            tracing::warn!(host_id = %id, "sync: the cloud shows an earlier expiry than the inventory; recorded, and re-checked against the cloud before any renewal");
-        }
+        let expiry_moved_back = expiry_moved_back(&existing, &cloud);
         let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
         let inputs: Vec<HostInput> = cloud
             .iter()
@@ -543,152 +499,24 @@ impl Store {
                 false,
             )
             .await?;
-
-        let seen: HashSet<&str> = cloud.iter().map(|h| h.id.as_str()).collect();
-        let mut released = Vec::new();
-        let mut changes = Vec::new();
-        for rec in existing.values() {
-            let id = rec.host.id.as_str();
-            if rec.host.region_id == region
-                && !rec.host.status.is_released()
-                && !seen.contains(id)
-                && !changed(id)
-            {
-                released.push(rec.host.id.clone());
-                changes.push(ChangeRow::new(
-                    id,
-                    "released",
-                    Some("status"),
-                    Some(rec.host.status.0.clone()),
-                    Some(HostStatus::RELEASED.to_owned()),
-                ));
-            }
-        }
-        released.sort();
-        // Disappearance needs proof: more than a fifth of a region (and more than three hosts)
-        // gone at once is a broken answer until a person confirms it.
-        let in_region = existing
-            .values()
-            .filter(|r| r.host.region_id == region && !r.host.status.is_released())
-            .count();
-        let mut released_held_back = Vec::new();
-        if released.len() > (in_region / 5).max(3) && !allow_mass_release {
-            tracing::warn!(
-                region,
-                missing = released.len(),
-                of = in_region,
-                "sync: a mass disappearance is not believed; nothing is marked released"
-            );
-            released_held_back = std::mem::take(&mut released);
-            changes.retain(|c| c.kind != "released");
-        }
-        for id in &released {
-            sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
-                .bind(&now_s)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("marking a host released"))?;
-        }
-
-        let mut cloud_changed = 0;
-        for r in renewals.iter().filter(|r| !changed(&r.host_id)) {
-            let id = r.host_id.as_str();
-            let old = existing.get(id).and_then(|h| h.cloud_renewal.clone());
-            if old.as_ref() == Some(r) {
-                continue;
-            }
-            cloud_changed += 1;
-            let old_status = old.as_ref().map(|o| o.status.clone());
-            if old_status.as_deref() != Some(r.status.as_str()) {
-                changes.push(ChangeRow::new(
-                    id,
-                    "updated",
-                    Some("cloud_renewal_status"),
-                    old_status,
-                    Some(r.status.clone()),
-                ));
-            }
-            sqlx::query("UPDATE hosts SET cloud_renewal_status = ?, cloud_renewal_duration = ?, cloud_renewal_unit = ? WHERE host_id = ?")
-                .bind(&r.status)
-                .bind(r.duration)
-                .bind(&r.unit)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("recording cloud-side renewal status"))?;
-        }
+        let gone = Released::of(&existing, region, &cloud, &changed, allow_mass_release);
+        let mut changes = gone.changes(&existing);
+        write_released(&mut tx, &gone.released, &now_s).await?;
+        let unchanged: Vec<&CloudRenewal> =
+            renewals.iter().filter(|r| !changed(&r.host_id)).collect();
+        let cloud_changed =
+            write_cloud_renewals(&mut tx, &existing, &unchanged, &mut changes).await?;
         insert_host_changes(&mut tx, op_id, &changes, Source::Sync, &now_s).await?;
-        for chunk in cloud.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("UPDATE hosts SET synced_at = ");
-            qb.push_bind(now_s.clone()).push(" WHERE host_id IN (");
-            let mut sep = qb.separated(", ");
-            for h in chunk {
-                sep.push_bind(h.id.as_str().to_owned());
-            }
-            qb.push(")");
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("recording sync time"))?;
-        }
-        // The cloud's last word, which the engine's candidate set also follows.
-        for h in &cloud {
-            sqlx::query(
-                "UPDATE hosts SET cloud_expired_time = ?, cloud_first_window = ? WHERE host_id = ?",
-            )
-            .bind(to_db(h.expired_time))
-            .bind(self.schedule.first_window(h.expired_time).map(to_db))
-            .bind(h.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::sql("recording the cloud's expiry"))?;
-        }
-
-        // Double renewal risk: managed here with AutoRenewal and auto-renewed by the cloud too.
-        let mut risk = Vec::new();
-        for r in renewals
-            .iter()
-            .filter(|r| r.status == RenewalStatus::AutoRenewal.as_str())
-        {
-            let Some(rec) = existing.get(r.host_id.as_str()) else {
-                continue;
-            };
-            if rec.removed_at.is_none()
-                && rec.effective_policy().status == RenewalStatus::AutoRenewal
-            {
-                risk.push(rec.host.id.clone());
-            }
-        }
-        risk.sort();
-        let cycle_of = |id: &HostId| {
-            cloud
-                .iter()
-                .find(|h| &h.id == id)
-                .map_or_else(|| "-".to_owned(), |h| to_db(h.expired_time))
-        };
-        let messages: Vec<(String, String)> = risk
-            .iter()
-            .map(|id| (cycle_of(id), format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true")))
-            .collect();
-        let notices: Vec<(String, String, &str, &str)> = risk
-            .iter()
-            .zip(&messages)
-            .map(|(id, (cycle, msg))| {
-                (
-                    id.to_string(),
-                    cycle.clone(),
-                    "double_renew_risk",
-                    msg.as_str(),
-                )
-            })
-            .collect();
-        insert_notices(&mut tx, &notices, &day, &now_s).await?;
-        if !released_held_back.is_empty() {
+        self.write_cloud_reads(&mut tx, &cloud, &now_s).await?;
+        // Flagged from every answer, changed meanwhile or not: the risk is the cloud's side.
+        let all: Vec<&CloudRenewal> = renewals.iter().collect();
+        let risk = double_renew_risk(&existing, &all);
+        risk_notices(&mut tx, &risk, &cloud, &day, &now_s).await?;
+        if !gone.held_back.is_empty() {
             let text = format!(
                 "sync: {} of {} hosts of {region} are no longer returned by DescribeDedicatedHosts; none was marked released, since so many at once may be a broken answer. If they were released, run `ddh-renewd sync --region {region} --allow-mass-release`",
-                released_held_back.len(),
-                in_region
+                gone.held_back.len(),
+                gone.in_region
             );
             let row = [(
                 "-".to_owned(),
@@ -705,16 +533,37 @@ impl Store {
             added: upsert.added,
             updated: upsert.updated,
             unchanged: upsert.unchanged,
-            released,
+            released: gone.released,
             cloud_renewal_changed: cloud_changed,
             double_renew_risk: risk,
-            released_held_back,
-            changed_meanwhile: {
-                changed_meanwhile.sort();
-                changed_meanwhile
-            },
+            released_held_back: gone.held_back,
+            changed_meanwhile,
             expiry_moved_back,
         })
+    }
+
+    /// The cloud's last word on each host it returned (the read time, the expiry, the first
+    /// window of that expiry), which the engine's candidate set also follows.
+    async fn write_cloud_reads(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        cloud: &[&Host],
+        now_s: &str,
+    ) -> Result<(), StoreError> {
+        for h in cloud {
+            sqlx::query(
+                "UPDATE hosts SET synced_at = ?, cloud_expired_time = ?, cloud_first_window = ?
+                 WHERE host_id = ?",
+            )
+            .bind(now_s)
+            .bind(to_db(h.expired_time))
+            .bind(self.schedule.first_window(h.expired_time).map(to_db))
+            .bind(h.id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("recording the cloud's read"))?;
+        }
+        Ok(())
     }
 
     /// Every host's `row_version`, for `apply_sync`'s compare-and-set.
@@ -862,6 +711,269 @@ impl Store {
             unchanged,
         })
     }
+}
+
+/// What an upsert writes, decided from the rows as they are: which hosts are added, updated
+/// or restored (with a history row per changed field), and which policies change.
+struct Upsert<'a> {
+    summary: UpsertSummary,
+    host_rows: Vec<&'a Host>,
+    changes: Vec<ChangeRow>,
+    policy_rows: Vec<(&'a HostId, Policy, Option<Policy>)>,
+}
+
+impl<'a> Upsert<'a> {
+    fn plan(
+        existing: &HashMap<String, HostRecord>,
+        inputs: &'a [HostInput],
+        restore_removed: bool,
+    ) -> Self {
+        let mut summary = UpsertSummary::default();
+        let mut host_rows: Vec<&Host> = Vec::new();
+        let mut changes: Vec<ChangeRow> = Vec::new();
+        let mut policy_rows: Vec<(&HostId, Policy, Option<Policy>)> = Vec::new();
+
+        for input in inputs {
+            let h = &input.host;
+            let id = h.id.as_str();
+            match existing.get(id) {
+                None => {
+                    summary.added += 1;
+                    host_rows.push(h);
+                    changes.push(ChangeRow::new(id, "added", None, None, None));
+                }
+                Some(old) => {
+                    let diffs = rows::diff_hosts(&old.host, h);
+                    let restored = restore_removed && old.removed_at.is_some();
+                    if restored {
+                        summary.restored += 1;
+                        changes.push(ChangeRow::new(id, "restored", None, None, None));
+                    }
+                    if diffs.is_empty() && !restored {
+                        summary.unchanged += 1;
+                    } else {
+                        summary.updated += usize::from(!diffs.is_empty());
+                        host_rows.push(h);
+                        for (field, o, n) in diffs {
+                            changes.push(ChangeRow::new(
+                                id,
+                                "updated",
+                                Some(field),
+                                Some(o),
+                                Some(n),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(p) = input.policy {
+                let old = existing.get(id).and_then(|r| r.policy);
+                if old != Some(p) {
+                    policy_rows.push((&h.id, p, old));
+                }
+            }
+        }
+        summary.policies_changed = policy_rows.len();
+        Self {
+            summary,
+            host_rows,
+            changes,
+            policy_rows,
+        }
+    }
+}
+
+/// Hosts whose expiry the cloud shows earlier than the inventory (logged; the engine re-reads
+/// them before any renewal).
+fn expiry_moved_back(existing: &HashMap<String, HostRecord>, cloud: &[&Host]) -> Vec<HostId> {
+    let mut out: Vec<HostId> = cloud
+        .iter()
+        .filter(|h| {
+            existing
+                .get(h.id.as_str())
+                .is_some_and(|e| e.host.expired_time > h.expired_time)
+        })
+        .map(|h| h.id.clone())
+        .collect();
+    out.sort();
+    for id in &out {
+        tracing::warn!(host_id = %id, "sync: the cloud shows an earlier expiry than the inventory; recorded, and re-checked against the cloud before any renewal");
+    }
+    out
+}
+
+/// The hosts of a region the cloud no longer returns: marked released, or held back when so
+/// many at once are not believable ([`crate::domain::host::believable_disappearance`]).
+struct Released {
+    released: Vec<HostId>,
+    held_back: Vec<HostId>,
+    in_region: usize,
+}
+
+impl Released {
+    fn of(
+        existing: &HashMap<String, HostRecord>,
+        region: &str,
+        cloud: &[&Host],
+        changed: &dyn Fn(&str) -> bool,
+        allow_mass_release: bool,
+    ) -> Self {
+        let seen: HashSet<&str> = cloud.iter().map(|h| h.id.as_str()).collect();
+        let live = || {
+            existing
+                .values()
+                .filter(|r| r.host.region_id == region && !r.host.status.is_released())
+        };
+        let mut missing: Vec<HostId> = live()
+            .filter(|r| !seen.contains(r.host.id.as_str()) && !changed(r.host.id.as_str()))
+            .map(|r| r.host.id.clone())
+            .collect();
+        missing.sort();
+        let in_region = live().count();
+        if allow_mass_release
+            || crate::domain::host::believable_disappearance(missing.len(), in_region)
+        {
+            return Self {
+                released: missing,
+                held_back: Vec::new(),
+                in_region,
+            };
+        }
+        tracing::warn!(
+            region,
+            missing = missing.len(),
+            of = in_region,
+            "sync: a mass disappearance is not believed; nothing is marked released"
+        );
+        Self {
+            released: Vec::new(),
+            held_back: missing,
+            in_region,
+        }
+    }
+
+    fn changes(&self, existing: &HashMap<String, HostRecord>) -> Vec<ChangeRow> {
+        self.released
+            .iter()
+            .filter_map(|id| existing.get(id.as_str()))
+            .map(|rec| {
+                ChangeRow::new(
+                    rec.host.id.as_str(),
+                    "released",
+                    Some("status"),
+                    Some(rec.host.status.0.clone()),
+                    Some(HostStatus::RELEASED.to_owned()),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn write_released(
+    tx: &mut Transaction<'static, Sqlite>,
+    released: &[HostId],
+    now_s: &str,
+) -> Result<(), StoreError> {
+    for id in released {
+        sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
+            .bind(now_s)
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("marking a host released"))?;
+    }
+    Ok(())
+}
+
+/// Records the cloud-side auto-renew attributes that changed; returns how many did.
+async fn write_cloud_renewals(
+    tx: &mut Transaction<'static, Sqlite>,
+    existing: &HashMap<String, HostRecord>,
+    renewals: &[&CloudRenewal],
+    changes: &mut Vec<ChangeRow>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for r in renewals {
+        let id = r.host_id.as_str();
+        let old = existing.get(id).and_then(|h| h.cloud_renewal.clone());
+        if old.as_ref() == Some(*r) {
+            continue;
+        }
+        n += 1;
+        let old_status = old.as_ref().map(|o| o.status.clone());
+        if old_status.as_deref() != Some(r.status.as_str()) {
+            changes.push(ChangeRow::new(
+                id,
+                "updated",
+                Some("cloud_renewal_status"),
+                old_status,
+                Some(r.status.clone()),
+            ));
+        }
+        sqlx::query("UPDATE hosts SET cloud_renewal_status = ?, cloud_renewal_duration = ?, cloud_renewal_unit = ? WHERE host_id = ?")
+            .bind(&r.status)
+            .bind(r.duration)
+            .bind(&r.unit)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("recording cloud-side renewal status"))?;
+    }
+    Ok(n)
+}
+
+/// Hosts in the inventory at double-renew risk ([`crate::domain::policy::double_renew_risk`]).
+fn double_renew_risk(
+    existing: &HashMap<String, HostRecord>,
+    renewals: &[&CloudRenewal],
+) -> Vec<HostId> {
+    let mut risk: Vec<HostId> = renewals
+        .iter()
+        .filter_map(|r| existing.get(r.host_id.as_str()).map(|rec| (rec, r)))
+        .filter(|(rec, r)| {
+            rec.removed_at.is_none()
+                && crate::domain::policy::double_renew_risk(
+                    rec.effective_policy().status,
+                    Some(r.status.as_str()),
+                )
+        })
+        .map(|(rec, _)| rec.host.id.clone())
+        .collect();
+    risk.sort();
+    risk
+}
+
+/// A `double_renew_risk` notice per host at risk, once a day.
+async fn risk_notices(
+    tx: &mut Transaction<'static, Sqlite>,
+    risk: &[HostId],
+    cloud: &[&Host],
+    day: &str,
+    now_s: &str,
+) -> Result<usize, StoreError> {
+    let cycle_of = |id: &HostId| {
+        cloud
+            .iter()
+            .find(|h| &h.id == id)
+            .map_or_else(|| "-".to_owned(), |h| to_db(h.expired_time))
+    };
+    let messages: Vec<(String, String)> = risk
+        .iter()
+        .map(|id| (cycle_of(id), format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true")))
+        .collect();
+    let notices: Vec<(String, String, &str, &str)> = risk
+        .iter()
+        .zip(&messages)
+        .map(|(id, (cycle, msg))| {
+            (
+                id.to_string(),
+                cycle.clone(),
+                "double_renew_risk",
+                msg.as_str(),
+            )
+        })
+        .collect();
+    insert_notices(tx, &notices, day, now_s).await
 }
 
 /// Every host row, keyed by id, read inside a write transaction.
