@@ -291,44 +291,72 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
     match &d.action {
         PreSend::Close(cycle, closure) => {
             close.push((*cycle, *closure));
-            let (kind, text) = match closure {
-                Closure::Lapsed => (
-                    NoticeKind::Lapsed,
-                    format!(
-                        "{id} expired at {} without a renewal (the cloud shows it locked); no further attempts for this cycle",
-                        to_db(*cycle)
-                    ),
-                ),
-                _ => (
-                    NoticeKind::RenewalFailed,
-                    format!(
-                        "{id} left automatic renewal: the cloud no longer returns it as a PrePaid host"
-                    ),
-                ),
-            };
-            notices.push(record::notice(id, *cycle, kind, text));
+            notices.push(closed_notice(id, *cycle, *closure));
             p.with(|r| match closure {
                 Closure::Lapsed => r.lapsed.push(id.to_string()),
                 _ => r.gone.push(id.to_string()),
             });
         }
-        PreSend::Skip(Skip::DoubleRenewRisk) => {
+        PreSend::Skip(reason) => {
             let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
-            notices.push(record::notice(
+            notices.extend(skipped_for(p, id, *reason, cycle));
+        }
+        _ => {}
+    }
+    Observation {
+        host_id: id.clone(),
+        read,
+        adopt: d.adopt,
+        close,
+        notices,
+    }
+}
+
+/// The notice of a cycle closed without a renewal here.
+fn closed_notice(id: &HostId, cycle: DateTime<Utc>, closure: Closure) -> NoticeRow {
+    let (kind, text) = match closure {
+        Closure::Lapsed => (
+            NoticeKind::Lapsed,
+            format!(
+                "{id} expired at {} without a renewal (the cloud shows it locked); no further attempts for this cycle",
+                to_db(cycle)
+            ),
+        ),
+        _ => (
+            NoticeKind::RenewalFailed,
+            format!(
+                "{id} left automatic renewal: the cloud no longer returns it as a PrePaid host"
+            ),
+        ),
+    };
+    record::notice(id, cycle, kind, text)
+}
+
+/// Reports a host not sent for `reason` (the cloud's cycle is `cycle`); the notice it deserves,
+/// if any.
+fn skipped_for(p: &PassCtx, id: &HostId, reason: Skip, cycle: DateTime<Utc>) -> Option<NoticeRow> {
+    let mut notice = None;
+    match reason {
+        Skip::DoubleRenewRisk => {
+            notice = Some(record::notice(
                 id,
                 cycle,
                 NoticeKind::DoubleRenewRisk,
-                format!("{id} is AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); skipped to avoid paying twice (set [ecs] takeover = true, or switch one side off)"),
+                format!(
+                    "{id} is AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); skipped to avoid paying twice (set [ecs] takeover = true, or switch one side off)"
+                ),
             ));
             p.with(|r| r.skipped_double_renew.push(id.to_string()));
         }
-        PreSend::Skip(Skip::StaleRead) => {
-            let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
-            notices.push(record::notice(
+        Skip::StaleRead => {
+            notice = Some(record::notice(
                 id,
                 cycle,
                 NoticeKind::NeedsAttention,
-                format!("the cloud shows {id} expiring at {}, a cycle already recorded as renewed: a stale answer; nothing is sent or changed, and it is read again next pass", to_db(cycle)),
+                format!(
+                    "the cloud shows {id} expiring at {}, a cycle already recorded as renewed: a stale answer; nothing is sent or changed, and it is read again next pass",
+                    to_db(cycle)
+                ),
             ));
             skipped(
                 p,
@@ -337,7 +365,7 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
                 "the cloud showed a cycle already recorded as renewed".into(),
             );
         }
-        PreSend::Skip(Skip::AutoRenewUnknown) => {
+        Skip::AutoRenewUnknown => {
             tracing::warn!(host_id = %id, "cloud-side auto-renew unknown; not sent now");
             skipped(
                 p,
@@ -346,8 +374,7 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
                 "the cloud-side auto-renew status could not be read".into(),
             );
         }
-        PreSend::Skip(Skip::NotInWindow) => {
-            let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
+        Skip::NotInWindow => {
             skipped(
                 p,
                 id,
@@ -358,8 +385,7 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
                 ),
             );
         }
-        PreSend::Skip(Skip::RenewedMeanwhile) => {
-            let cycle = read.as_ref().map_or(h.host.expired_time, |c| c.expiry);
+        Skip::RenewedMeanwhile => {
             skipped(
                 p,
                 id,
@@ -372,13 +398,7 @@ fn observation(p: &PassCtx, h: &HostRecord, s: &Seen, d: &PreSendDecision) -> Ob
         }
         _ => {}
     }
-    Observation {
-        host_id: id.clone(),
-        read,
-        adopt: d.adopt,
-        close,
-        notices,
-    }
+    notice
 }
 
 fn skipped(p: &PassCtx, id: &HostId, reason: Skip, detail: String) {
@@ -419,20 +439,7 @@ async fn write_ahead(
     });
     let ids: Vec<HostId> = sends.iter().map(|(id, _)| id.clone()).collect();
     if p.dry {
-        let params = EcsClient::renew_params(&b.region, &ids, b.period, Some(&token));
-        p.with(|r| {
-            r.due.extend(ids.iter().map(ToString::to_string));
-            r.planned.push(crate::engine::pass::PlannedAttempt {
-                region_id: b.region.clone(),
-                period: b.period.to_string(),
-                hosts: sends
-                    .iter()
-                    .map(|(h, c)| (h.to_string(), to_db(*c)))
-                    .collect(),
-                client_token: token.to_string(),
-                params: crate::ecs::sign::canonical_query(&params),
-            })
-        });
+        planned(p, b, &sends, &ids, &token);
         return Ok(None);
     }
     let Some(actor) = &e.inner.actor else {
@@ -460,34 +467,69 @@ async fn write_ahead(
             p.halt(why.clone());
             Err(EngineError::Fenced(why))
         }
+        Err(WriteAheadError::TokenInUse(t)) if b.token.is_some() => {
+            Err(EngineError::Refused(format!(
+                "ClientToken {t} was used by an earlier attempt; see `ddh-renewd audit attempts`"
+            )))
+        }
         Err(WriteAheadError::TokenInUse(t)) => {
-            if b.token.is_some() {
-                return Err(EngineError::Refused(format!(
-                    "ClientToken {t} was used by an earlier attempt; see `ddh-renewd audit attempts`"
-                )));
-            }
-            let text = format!(
-                "a new attempt for {} would reuse ClientToken {t}, which an earlier attempt holds; nothing was sent — see `ddh-renewd audit attempts`",
-                ids.iter()
-                    .map(HostId::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let rows: Vec<NoticeRow> = ids
-                .iter()
-                .map(|id| NoticeRow {
-                    host_id: id.to_string(),
-                    cycle: "-".into(),
-                    kind: NoticeKind::NeedsAttention,
-                    message: text.clone(),
-                })
-                .collect();
-            let n = e.inner.store.notices_now(&rows, e.now()).await?;
-            p.with(|r| r.notices += n);
+            token_in_use(e, p, &ids, &t).await?;
             Ok(None)
         }
         Err(WriteAheadError::Store(s)) => Err(s.into()),
     }
+}
+
+/// A dry run's record of the request the real pass would write ahead and send.
+fn planned(
+    p: &PassCtx,
+    b: &Batch,
+    sends: &[(HostId, DateTime<Utc>)],
+    ids: &[HostId],
+    token: &ClientToken,
+) {
+    let params = EcsClient::renew_params(&b.region, ids, b.period, Some(token));
+    p.with(|r| {
+        r.due.extend(ids.iter().map(ToString::to_string));
+        r.planned.push(crate::engine::pass::PlannedAttempt {
+            region_id: b.region.clone(),
+            period: b.period.to_string(),
+            hosts: sends
+                .iter()
+                .map(|(h, c)| (h.to_string(), to_db(*c)))
+                .collect(),
+            client_token: token.to_string(),
+            params: crate::ecs::sign::canonical_query(&params),
+        })
+    });
+}
+
+/// A derived token an earlier attempt already holds: nothing is sent, and a person is told.
+async fn token_in_use(
+    e: &Engine,
+    p: &PassCtx,
+    ids: &[HostId],
+    t: &ClientToken,
+) -> Result<(), EngineError> {
+    let text = format!(
+        "a new attempt for {} would reuse ClientToken {t}, which an earlier attempt holds; nothing was sent — see `ddh-renewd audit attempts`",
+        ids.iter()
+            .map(HostId::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows: Vec<NoticeRow> = ids
+        .iter()
+        .map(|id| NoticeRow {
+            host_id: id.to_string(),
+            cycle: "-".into(),
+            kind: NoticeKind::NeedsAttention,
+            message: text.clone(),
+        })
+        .collect();
+    let n = e.inner.store.notices_now(&rows, e.now()).await?;
+    p.with(|r| r.notices += n);
+    Ok(())
 }
 
 /// Switches cloud-side auto-renew off (`takeover = true`), audited.

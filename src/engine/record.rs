@@ -128,35 +128,7 @@ pub(crate) async fn apply(
                 );
                 return Ok(Vec::new());
             }
-            let rid = answer.request_id.as_deref().unwrap_or("");
-            let code = answer.code.as_deref().unwrap_or("");
-            // Renewals are news, refusals need a look, refused parameters need a fix.
-            match outcome {
-                AttemptOutcome::Failed | AttemptOutcome::Split => tracing::warn!(
-                    attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
-                    code, outcome = %outcome, "attempt refused"),
-                AttemptOutcome::ConfigError => tracing::error!(
-                    attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
-                    code, outcome = %outcome, "attempt refused: the parameters are wrong"),
-                _ => tracing::info!(attempt = a.attempt_id, client_token = %a.client_token,
-                    request_id = rid, outcome = %outcome, "attempt decided"),
-            }
-            // One line per host, so that a host's history can be found in the log or the journal
-            // by HOST_ID, with the ClientToken and RequestId that decided it.
-            for h in &hosts {
-                let cycle = crate::domain::time::to_db(h.cycle);
-                let after = h.expiry_after.map(crate::domain::time::to_db);
-                let after = after.as_deref().unwrap_or("");
-                match h.outcome {
-                    HostOutcome::Renewed | HostOutcome::RenewedElsewhere => tracing::info!(
-                        host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
-                        request_id = rid, outcome = %h.outcome, expiry_after = after, "host decided"),
-                    HostOutcome::Retry => {}
-                    _ => tracing::warn!(
-                        host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
-                        request_id = rid, code, outcome = %h.outcome, "host decided"),
-                }
-            }
+            log_decision(a, outcome, &hosts, &answer);
             p.with(|r| {
                 report_hosts(r, &hosts);
                 r.notices += n;
@@ -192,6 +164,43 @@ pub(crate) async fn apply(
         Decision::Wait(WaitReason::NoDefiniteAnswer) | Decision::Resend => {
             undecided(p, a);
             Ok(Vec::new())
+        }
+    }
+}
+
+/// The decision in the log: one line for the attempt (renewals are news, refusals need a look,
+/// refused parameters need a fix), one per host, so that a host's history can be found in the
+/// log or the journal by HOST_ID with the ClientToken and RequestId that decided it.
+fn log_decision(
+    a: &Attempt,
+    outcome: AttemptOutcome,
+    hosts: &[HostDecision],
+    answer: &AnswerRecord,
+) {
+    let rid = answer.request_id.as_deref().unwrap_or("");
+    let code = answer.code.as_deref().unwrap_or("");
+    match outcome {
+        AttemptOutcome::Failed | AttemptOutcome::Split => tracing::warn!(
+            attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
+            code, outcome = %outcome, "attempt refused"),
+        AttemptOutcome::ConfigError => tracing::error!(
+            attempt = a.attempt_id, client_token = %a.client_token, request_id = rid,
+            code, outcome = %outcome, "attempt refused: the parameters are wrong"),
+        _ => tracing::info!(attempt = a.attempt_id, client_token = %a.client_token,
+            request_id = rid, outcome = %outcome, "attempt decided"),
+    }
+    for h in hosts {
+        let cycle = crate::domain::time::to_db(h.cycle);
+        let after = h.expiry_after.map(crate::domain::time::to_db);
+        let after = after.as_deref().unwrap_or("");
+        match h.outcome {
+            HostOutcome::Renewed | HostOutcome::RenewedElsewhere => tracing::info!(
+                host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
+                request_id = rid, outcome = %h.outcome, expiry_after = after, "host decided"),
+            HostOutcome::Retry => {}
+            _ => tracing::warn!(
+                host_id = %h.host, cycle = %cycle, client_token = %a.client_token,
+                request_id = rid, code, outcome = %h.outcome, "host decided"),
         }
     }
 }
