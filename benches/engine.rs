@@ -10,9 +10,9 @@ use ddh_renewd::domain::time::parse_instant;
 use ddh_renewd::domain::{
     ChargeType, Host, HostId, HostStatus, Period, PeriodUnit, Policy, RenewalStatus,
 };
-use ddh_renewd::ecs::{ClientOptions, Credentials, EcsClient};
+use ddh_renewd::ecs::{Credentials, EcsClient};
 use ddh_renewd::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
-use ddh_renewd::engine::{Engine, EngineConfig, OffsetClock};
+use ddh_renewd::engine::{Engine, OffsetClock};
 use ddh_renewd::store::{HostInput, Source};
 use serde_json::{Value, json};
 
@@ -75,12 +75,12 @@ async fn bench() {
 
     let client = Arc::new(
         EcsClient::new(
-            &ClientOptions::from_config(&config.ecs),
+            &ddh_renewd::app::client_options(&config.ecs),
             Credentials::new(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
         )
         .expect("client"),
     );
-    let mut engine_cfg = EngineConfig::from_config(&config);
+    let mut engine_cfg = ddh_renewd::app::engine_config(&config);
     engine_cfg.virtual_clock = true;
     let concurrency = engine_cfg.concurrency;
     let engine = Engine::new(

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over this library; integration tests use it directly.
 //! See `docs/ARCHITECTURE.md` for the picture.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -233,7 +233,7 @@ dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
         config.ecs.endpoint = cloud.emu().endpoint();
         let client = std::sync::Arc::new(
             ddh_renewd::ecs::EcsClient::new(
-                &ddh_renewd::ecs::ClientOptions::from_config(&config.ecs),
+                &ddh_renewd::app::client_options(&config.ecs),
                 ddh_renewd::ecs::Credentials::new(common::TEST_KEY_ID, common::TEST_SECRET),
             )
             .unwrap(),

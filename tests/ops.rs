@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use common::cloud::Cloud;
 use ddh_renewd::config::Config;
-use ddh_renewd::ecs::{ClientOptions, Credentials, EcsClient};
+use ddh_renewd::ecs::{Credentials, EcsClient};
 use ddh_renewd::emulator::{TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
-use ddh_renewd::engine::{Engine, EngineConfig, SettableClock};
+use ddh_renewd::engine::{Engine, SettableClock};
 use ddh_renewd::ops::{Health, OpsState};
 use ddh_renewd::store::{HostInput, Source, Store};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ fn metrics_and_health_after_a_simulated_run() {
             .unwrap();
         let client = Arc::new(
             EcsClient::new(
-                &ClientOptions::from_config(&config.ecs),
+                &ddh_renewd::app::client_options(&config.ecs),
                 Credentials::new(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET),
             )
             .unwrap(),
@@ -67,7 +67,7 @@ fn metrics_and_health_after_a_simulated_run() {
             store.clone(),
             client.clone(),
             {
-                let mut c = EngineConfig::from_config(&config);
+                let mut c = ddh_renewd::app::engine_config(&config);
                 c.virtual_clock = true;
                 c
             },

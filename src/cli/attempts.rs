@@ -51,7 +51,7 @@ pub async fn run(config: &Config, cmd: AttemptsCmd) -> Result<()> {
 }
 
 async fn list(config: &Config, args: &ListArgs) -> Result<()> {
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let rows = store.undecided_attempts().await;
     store.close().await;
     let rows: Vec<_> = rows?
@@ -107,7 +107,7 @@ async fn settle(config: &Config, args: &SettleArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let result = store
         .settle(args.attempt, &args.note, chrono::Utc::now())
         .await;

@@ -114,7 +114,7 @@ pub async fn run(config: &Config, cmd: AuditCmd) -> Result<()> {
             Err(e) => return Err(Error::Usage(format!("--since: {e} (or a date yyyy-mm-dd)"))),
         }),
     };
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let (columns, mut rows) = store.audit(kind, args.host.as_deref(), since.as_deref());
     let table = !args.json && !args.csv;
     let chosen = choose(

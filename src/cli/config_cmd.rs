@@ -23,7 +23,7 @@ pub struct CheckArgs {
 /// One read-only call: `Ok(RequestId)` or the error, classified.
 async fn online_check(config: &Config) -> std::result::Result<String, crate::ecs::EcsError> {
     let client =
-        super::sync::client(config).map_err(|e| crate::ecs::EcsError::Setup(e.to_string()))?;
+        crate::app::client(config).map_err(|e| crate::ecs::EcsError::Setup(e.to_string()))?;
     let region = config.ecs.regions.first().cloned().unwrap_or_default();
     let params = vec![
         ("RegionId".to_owned(), region),

@@ -21,7 +21,7 @@ use crate::emulator::state::FaultRule;
 use crate::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
 use crate::engine::sync::sync;
 use crate::engine::{Actor, PassReport};
-use crate::engine::{Clock, Engine, EngineConfig, SettableClock};
+use crate::engine::{Clock, Engine, SettableClock};
 use crate::error::{Error, Result};
 use crate::store::{AuditKind, Source, Store};
 
@@ -187,7 +187,7 @@ async fn demo(
 
     let (store, actor, client, clock) = inventory(&config, db, start).await?;
 
-    let mut engine_cfg = EngineConfig::from_config(&config);
+    let mut engine_cfg = crate::app::engine_config(&config);
     // The emulator and the engine share the demo's virtual days; one batch at a time, so that a
     // seed always meets its faults in the same order.
     engine_cfg.virtual_clock = true;

@@ -81,48 +81,5 @@ pub async fn run(args: &EmulatorArgs) -> Result<()> {
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
-    on_signal().await;
-}
-
-/// Takes over SIGINT and SIGTERM now, and returns a future that resolves on either. From this
-/// call on, a signal is never fatal and never lost, even if it arrives before the future is
-/// first polled (a daemon busy with its start-up pass must still finish its in-flight calls).
-pub fn on_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).ok();
-        let int = signal(SignalKind::interrupt()).ok();
-        async move {
-            let (mut term, mut int) = (term, int);
-            let term = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let int = async {
-                match int.as_mut() {
-                    Some(i) => {
-                        i.recv().await;
-                    }
-                    None => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            };
-            tokio::select! {
-                () = term => {}
-                () = int => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    crate::app::on_signal().await;
 }

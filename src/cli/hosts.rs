@@ -126,7 +126,7 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
 
 /// `hosts list`: JSON is streamed; the table is aligned over every row.
 async fn list(config: &Config, all: bool, json: bool) -> Result<()> {
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let now = Utc::now();
     let mut hosts = store.planned_hosts(all);
     let mut out = json.then(output::JsonArray::stdout);
@@ -193,7 +193,7 @@ fn list_row(
 
 async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
     let id = parse_id(id)?;
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let ph = store
         .planned_host(&id)
         .await?
@@ -342,7 +342,7 @@ async fn add(config: &Config, a: &AddArgs) -> Result<()> {
         file: "hosts add".into(),
         source,
     })?;
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let summary = store
         .upsert_hosts(
             std::slice::from_ref(&input),
@@ -384,7 +384,7 @@ async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Res
         file: shown.clone(),
         source,
     })?;
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let mut writer = store
         .begin_upsert("hosts_import", Source::Import, &shown, Utc::now())
         .await?;
@@ -414,7 +414,7 @@ async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Res
 
 async fn remove(config: &Config, id: &str) -> Result<()> {
     let id = parse_id(id)?;
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let removed = store.remove_host(&id, Utc::now()).await?;
     store.close().await;
     if removed {

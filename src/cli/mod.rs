@@ -23,7 +23,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,10 +105,6 @@ pub fn load_config(flag: Option<&std::path::Path>) -> Result<Config> {
         Some(path) => Ok(Config::load(&path)?),
         None => Ok(Config::default()),
     }
-}
-
-pub async fn open_store(config: &Config) -> Result<Store> {
-    Ok(Store::open(&config.database.path, config.schedule.schedule()).await?)
 }
 
 /// Runs one command to completion.

@@ -135,7 +135,7 @@ fn print_table(entries: &[PlanEntry], tz: chrono_tz::Tz, at: DateTime<Utc>) -> R
 }
 
 pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let at = args.at.unwrap_or_else(Utc::now);
     let horizon = args.days.map(|d| at + Duration::days(i64::from(d)));
     let mut rows = store.planned_hosts(false);

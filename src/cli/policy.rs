@@ -70,7 +70,7 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
                     m,
                 ))
             })?;
-            let store = super::open_store(config).await?;
+            let store = crate::app::store(config).await?;
             if history {
                 show_history(store, host.as_ref(), json).await
             } else {
@@ -97,7 +97,7 @@ async fn set(config: &Config, a: SetArgs) -> Result<()> {
         duration: a.duration,
         period_unit: a.period_unit,
     };
-    let store = super::open_store(config).await?;
+    let store = crate::app::store(config).await?;
     let outcome = store.set_policy(&req, Source::Cli, Utc::now()).await?;
     let ids: Vec<HostId> = req
         .ids

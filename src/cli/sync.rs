@@ -4,9 +4,7 @@ use clap::Args;
 
 use super::output;
 use crate::config::Config;
-use std::sync::Arc;
 
-use crate::ecs::{ClientOptions, EcsClient, Provider};
 use crate::engine::sync::{SyncError, SyncReport, sync_and_record};
 use crate::error::{Error, Result};
 
@@ -27,24 +25,14 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
-/// Builds the ECS client from the config and the configured credential source.
-/// Static keys are read now (a missing key exits 2); short-lived credentials are fetched at the
-/// first call and renewed before they expire.
-pub fn client(config: &Config) -> Result<EcsClient> {
-    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok())
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    EcsClient::with_provider(&ClientOptions::from_config(&config.ecs), Arc::new(provider))
-        .map_err(|e| Error::Usage(e.to_string()))
-}
-
 pub async fn run(config: &Config, args: &SyncArgs) -> Result<()> {
     let regions = if args.regions.is_empty() {
         config.ecs.regions.clone()
     } else {
         args.regions.clone()
     };
-    let client = client(config)?;
-    let store = super::open_store(config).await?;
+    let client = crate::app::client(config)?;
+    let store = crate::app::store(config).await?;
     let work = sync_and_record(
         &store,
         &client,

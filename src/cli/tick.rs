@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::output;
+use crate::app::{self, Access};
 use crate::config::Config;
 use crate::domain::HostId;
 use crate::domain::protocol::Trigger;
 use crate::domain::renew::{RawRenew, validate_renew};
-use crate::engine::{Clock, Engine, EngineConfig, OffsetClock, PassReport, SystemClock};
+use crate::engine::{Clock, Engine, OffsetClock, PassReport, SystemClock};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Args)]
@@ -66,34 +67,6 @@ pub struct RenewArgs {
     pub json: bool,
 }
 
-/// Builds the engine that acts on the database: the lock on the database file, the store, a
-/// new epoch, credentials, the client and the clock. `None` for `actor` builds one that only
-/// reads (dry run).
-pub async fn engine(config: &Config, clock: Arc<dyn Clock>, act: bool) -> Result<Engine> {
-    engine_with(config, clock, act, false).await
-}
-
-async fn engine_with(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-    act: bool,
-    virtual_clock: bool,
-) -> Result<Engine> {
-    let client = Arc::new(super::sync::client(config)?);
-    let schedule = config.schedule.schedule();
-    let (store, actor) = if act {
-        let (store, actor) = crate::engine::take_database(&config.database.path, schedule)
-            .await
-            .map_err(Error::Runtime)?;
-        (store, Some(actor))
-    } else {
-        (super::open_store(config).await?, None)
-    };
-    let mut cfg = EngineConfig::from_config(config);
-    cfg.virtual_clock = virtual_clock;
-    Ok(Engine::new(store, client, cfg, clock, actor))
-}
-
 pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
     if args.virtual_clock && !loopback_endpoint(config) {
         return Err(Error::Usage(
@@ -121,13 +94,18 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
         None => Arc::new(SystemClock),
     };
     if args.offline {
-        let engine = offline_engine(config, clock).await?;
+        let engine = app::engine(config, clock, Access::Offline, false).await?;
         let result = engine.plan_offline().await;
         engine.close().await;
         let report = result.map_err(|e| Error::Runtime(e.to_string()))?;
         return print(&report, config, args.json);
     }
-    let engine = engine_with(config, clock, !args.dry_run, args.virtual_clock).await?;
+    let access = if args.dry_run {
+        Access::Read
+    } else {
+        Access::Act
+    };
+    let engine = app::engine(config, clock, access, args.virtual_clock).await?;
     let result = engine.pass(Trigger::Tick, args.dry_run).await;
     engine.close().await;
     let report = result.map_err(|e| Error::Runtime(e.to_string()))?;
@@ -136,23 +114,6 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
         Some(e) => Err(Error::Usage(format!("configuration error: {e}"))),
         None => Ok(()),
     }
-}
-
-/// An engine for `--offline`: the store only; its client is never called, so no credentials.
-async fn offline_engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine> {
-    let client = crate::ecs::EcsClient::new(
-        &crate::ecs::ClientOptions::from_config(&config.ecs),
-        crate::ecs::Credentials::new("offline", "offline"),
-    )
-    .map_err(|e| Error::Usage(e.to_string()))?;
-    let store = super::open_store(config).await?;
-    Ok(Engine::new(
-        store,
-        Arc::new(client),
-        EngineConfig::from_config(config),
-        clock,
-        None,
-    ))
 }
 
 /// `[ecs] endpoint` names a loopback host (an emulator).
@@ -207,7 +168,7 @@ async fn confirm_forced(engine: &Engine, args: &RenewArgs) -> Result<()> {
 }
 
 pub async fn renew(config: &Config, args: &RenewArgs) -> Result<()> {
-    let engine = engine(config, Arc::new(SystemClock), true).await?;
+    let engine = app::engine(config, Arc::new(SystemClock), Access::Act, false).await?;
     if args.force
         && let Err(e) = confirm_forced(&engine, args).await
     {

@@ -88,20 +88,6 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
 }
 
-impl ClientOptions {
-    pub fn from_config(ecs: &crate::config::EcsConfig) -> Self {
-        Self {
-            endpoint: ecs.endpoint.clone(),
-            timeout: ecs.timeout,
-            quota_per_minute: ecs.quota_per_minute,
-            retry: RetryPolicy {
-                max_elapsed: ecs.read_retry,
-                ..RetryPolicy::default()
-            },
-        }
-    }
-}
-
 pub struct EcsClient {
     http: reqwest::Client,
     creds: Arc<Provider>,

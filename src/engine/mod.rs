@@ -36,7 +36,6 @@ pub use pass::{PassReport, PlannedAttempt, PlannedResend, SkippedHost};
 
 use crate::domain::Schedule;
 use crate::ecs::EcsClient;
-use crate::ecs::client::MAX_PER_CALL;
 use crate::store::{Epoch, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -55,24 +54,6 @@ pub struct EngineConfig {
     /// virtual time (tests, `demo`, `tick --virtual-clock`). Otherwise a pass whose clock is
     /// ahead of the wall clock is refused: nothing is recorded in the future.
     pub virtual_clock: bool,
-}
-
-impl EngineConfig {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            schedule: c.schedule.schedule(),
-            batch_size: usize::try_from(c.ecs.batch_size)
-                .unwrap_or(MAX_PER_CALL)
-                .clamp(1, MAX_PER_CALL),
-            in_window_retry: c.schedule.in_window_retry,
-            reminder_days: c.notify.reminder_days.clone(),
-            takeover: c.ecs.takeover,
-            concurrency: 8,
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs(20),
-            virtual_clock: false,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use ddh_renewd::config::Config;
 use ddh_renewd::domain::protocol::Trigger;
 use ddh_renewd::domain::{ChargeType, Host, HostId, HostStatus, Policy, RenewalStatus};
-use ddh_renewd::ecs::{ClientOptions, Credentials, EcsClient, RetryPolicy};
+use ddh_renewd::ecs::{Credentials, EcsClient, RetryPolicy};
 use ddh_renewd::emulator::state::LedgerEntry;
 use ddh_renewd::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
 use ddh_renewd::engine::{Engine, EngineConfig, SettableClock};
@@ -75,7 +75,7 @@ fn config(setup: &Setup, db: &Path, endpoint: &str) -> Config {
 }
 
 fn client(c: &Config) -> Arc<EcsClient> {
-    let mut opts = ClientOptions::from_config(&c.ecs);
+    let mut opts = ddh_renewd::app::client_options(&c.ecs);
     opts.retry = RetryPolicy {
         max_attempts: 5,
         base: Duration::from_millis(5),
@@ -92,7 +92,7 @@ fn client(c: &Config) -> Arc<EcsClient> {
 }
 
 fn engine_config(c: &Config) -> EngineConfig {
-    let mut e = EngineConfig::from_config(c);
+    let mut e = ddh_renewd::app::engine_config(c);
     e.backoff_base = Duration::from_millis(10);
     e.backoff_cap = Duration::from_millis(100);
     e.virtual_clock = true;

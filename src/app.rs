@@ -1,0 +1,225 @@
+//! The composition root: where a command's parts — config, store, clock, client, engine, the
+//! operating surface — are built, once, from the config. The CLI parses arguments and renders
+//! results; everything it acts with comes from here, so a part is built the same way for every
+//! command (and a second store backend would be chosen in one place).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::config::Config;
+use std::time::Duration;
+
+use crate::ecs::client::MAX_PER_CALL;
+use crate::ecs::{ClientOptions, Credentials, EcsClient, Provider, RetryPolicy};
+use crate::engine::{Clock, Engine, EngineConfig, SystemClock};
+use crate::error::{Error, Result};
+use crate::scheduler::{self, SchedulerConfig};
+use crate::store::Store;
+
+/// The client's options from `[ecs]`.
+pub fn client_options(ecs: &crate::config::EcsConfig) -> ClientOptions {
+    ClientOptions {
+        endpoint: ecs.endpoint.clone(),
+        timeout: ecs.timeout,
+        quota_per_minute: ecs.quota_per_minute,
+        retry: RetryPolicy {
+            max_elapsed: ecs.read_retry,
+            ..RetryPolicy::default()
+        },
+    }
+}
+
+/// The engine's settings from `[schedule]`, `[ecs]` and `[notify]`.
+pub fn engine_config(c: &Config) -> EngineConfig {
+    EngineConfig {
+        schedule: c.schedule.schedule(),
+        batch_size: usize::try_from(c.ecs.batch_size)
+            .unwrap_or(MAX_PER_CALL)
+            .clamp(1, MAX_PER_CALL),
+        in_window_retry: c.schedule.in_window_retry,
+        reminder_days: c.notify.reminder_days.clone(),
+        takeover: c.ecs.takeover,
+        concurrency: 8,
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_secs(20),
+        virtual_clock: false,
+    }
+}
+
+/// How a command uses the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Acts on it: takes the one-actor lock and a new epoch (passes, `renew`, the daemon).
+    Act,
+    /// Reads it and the cloud, writes nothing (a dry run).
+    Read,
+    /// Reads it alone: no cloud, no credentials (`tick --dry-run --offline`).
+    Offline,
+}
+
+/// Opens the store at `[database] path` (migrating it if needed).
+pub async fn store(config: &Config) -> Result<Store> {
+    Ok(Store::open(&config.database.path, config.schedule.schedule()).await?)
+}
+
+/// The ECS client with the configured credential source. Static keys are read now (a missing
+/// key exits 2); short-lived credentials are fetched at the first call and renewed before they
+/// expire.
+pub fn client(config: &Config) -> Result<EcsClient> {
+    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok())
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    EcsClient::with_provider(&client_options(&config.ecs), Arc::new(provider))
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// The engine: the store (with the lock and an epoch when it acts), the client, the clock.
+pub async fn engine(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    access: Access,
+    virtual_clock: bool,
+) -> Result<Engine> {
+    let client = match access {
+        // Never called: no credentials needed.
+        Access::Offline => EcsClient::new(
+            &client_options(&config.ecs),
+            Credentials::new("offline", "offline"),
+        )
+        .map_err(|e| Error::Usage(e.to_string()))?,
+        Access::Act | Access::Read => client(config)?,
+    };
+    let (store, actor) = match access {
+        Access::Act => {
+            let (store, actor) =
+                crate::engine::take_database(&config.database.path, config.schedule.schedule())
+                    .await
+                    .map_err(Error::Runtime)?;
+            (store, Some(actor))
+        }
+        Access::Read | Access::Offline => (store(config).await?, None),
+    };
+    let mut cfg = engine_config(config);
+    cfg.virtual_clock = virtual_clock;
+    Ok(Engine::new(store, Arc::new(client), cfg, clock, actor))
+}
+
+/// Takes over SIGINT and SIGTERM now, and returns a future that resolves on either. From this
+/// call on, a signal is never fatal and never lost, even if it arrives before the future is
+/// first polled (a daemon busy with its start-up pass must still finish its in-flight calls).
+pub fn on_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let (mut term, mut int) = (term, int);
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(i) => {
+                        i.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The daemon: the engine acting on the database, `/metrics` and `/healthz`, notice delivery,
+/// and the scheduler until a signal.
+pub async fn daemon(config: &Config) -> Result<()> {
+    // SIGTERM is taken over before anything else: one that arrives during start-up, the first
+    // sync or the catch-up pass lets the calls in flight finish and be recorded, like any other.
+    let signal = on_signal();
+    let engine = engine(config, Arc::new(SystemClock), Access::Act, false).await?;
+    let store = engine.store().clone();
+    let health = Arc::new(crate::ops::Health::default());
+    health.set_sync_max_age(config.sync.enabled.then_some(config.sync.max_age));
+    let ops = crate::ops::OpsState {
+        store: store.clone(),
+        health: health.clone(),
+        client: engine.client_handle(),
+        schedule: config.schedule.schedule(),
+        clock: Arc::new(SystemClock),
+    };
+    let (addr, listener) = crate::ops::serve(config.metrics.listen, ops)
+        .await
+        .map_err(|e| {
+            Error::Runtime(format!(
+                "cannot listen on [metrics] listen = {}: {e}",
+                config.metrics.listen
+            ))
+        })?;
+    tracing::info!(%addr, "metrics and health listening (/metrics, /healthz)");
+    let deliveries = if config.notify.channels.is_empty() {
+        None
+    } else {
+        let notifier =
+            crate::ops::notify::Notifier::new(config.notify.channels.clone(), config.ecs.timeout)
+                .map_err(Error::Runtime)?;
+        for c in notifier.channels() {
+            tracing::info!(channel = %c.name, kind = c.kind.as_str(), receiver = %c.url, "delivering notices to this channel");
+        }
+        let store = store.clone();
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                if let Err(e) = notifier.deliver_pending(&store, chrono::Utc::now()).await {
+                    tracing::error!(error = %e, "notice delivery failed");
+                }
+            }
+        }))
+    };
+    let shutdown = engine.shutdown_handle();
+    let (stopped, mut stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        signal.await;
+        tracing::info!("signal received: finishing in-flight calls, then exiting");
+        shutdown.store(true, Ordering::SeqCst);
+        let _ = stopped.send(true);
+    });
+    let stop = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let cfg = SchedulerConfig {
+        catch_up: config.schedule.catch_up,
+        safety_interval: config.schedule.safety_interval,
+        sync: config.sync.enabled.then(|| scheduler::DaemonSync {
+            regions: config.ecs.regions.clone(),
+            takeover: config.ecs.takeover,
+            interval: config.sync.interval,
+        }),
+    };
+    let result = scheduler::run(&engine, cfg, health, stop).await;
+    watcher.abort();
+    listener.abort();
+    if let Some(d) = deliveries {
+        d.abort();
+    }
+    drop(store);
+    engine.close().await;
+    result.map_err(|e| Error::Runtime(e.to_string()))?;
+    Ok(())
+}
