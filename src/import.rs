@@ -84,6 +84,39 @@ pub fn read_file(path: &std::path::Path) -> Result<String, String> {
 /// Parses either format, chosen by content: after an optional byte-order mark, `[` is a JSON
 /// array; `{` is JSON too (refused: an import is an array of host objects); else CSV.
 pub fn parse(text: &str) -> Result<Vec<HostInput>, ImportError> {
+    let mut out = Vec::new();
+    parse_each(text, &mut |h| {
+        out.push(h);
+        true
+    })?;
+    Ok(out)
+}
+
+/// [`parse`], handing over `chunk` hosts at a time (the last chunk may be shorter); stops early,
+/// without an error, when `f` returns false. A later row's error is still an error of the whole
+/// file: the caller writes chunks inside one transaction and drops it on an error.
+pub fn parse_chunks(
+    text: &str,
+    chunk: usize,
+    f: &mut dyn FnMut(Vec<HostInput>) -> bool,
+) -> Result<(), ImportError> {
+    let mut buf = Vec::with_capacity(chunk);
+    let mut open = true;
+    parse_each(text, &mut |h| {
+        buf.push(h);
+        if buf.len() >= chunk {
+            open = f(std::mem::take(&mut buf));
+        }
+        open
+    })?;
+    if open && !buf.is_empty() {
+        f(buf);
+    }
+    Ok(())
+}
+
+/// Parses `text`, handing each host to `sink` in file order; stops when it returns false.
+fn parse_each(text: &str, sink: &mut dyn FnMut(HostInput) -> bool) -> Result<(), ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = text.trim_start().chars().next();
     if first == Some('{') {
@@ -96,13 +129,13 @@ pub fn parse(text: &str) -> Result<Vec<HostInput>, ImportError> {
         });
     }
     if first == Some('[') {
-        parse_json(text)
+        parse_json(text, sink)
     } else {
-        parse_csv(text)
+        parse_csv(text, sink)
     }
 }
 
-pub fn parse_csv(text: &str) -> Result<Vec<HostInput>, ImportError> {
+fn parse_csv(text: &str, sink: &mut dyn FnMut(HostInput) -> bool) -> Result<(), ImportError> {
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -139,7 +172,6 @@ pub fn parse_csv(text: &str) -> Result<Vec<HostInput>, ImportError> {
             )));
         }
     }
-    let mut out = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {
@@ -167,9 +199,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<HostInput>, ImportError> {
             duration: cell("duration"),
             unit: cell("period_unit"),
         };
-        out.push(row_to_input(&raw, &format!("line {line}"), &mut seen)?);
+        if !sink(row_to_input(&raw, &format!("line {line}"), &mut seen)?) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One element of a JSON import: an object as its key/value pairs in order (so a repeated key
@@ -227,14 +261,13 @@ impl<'de> serde::Deserialize<'de> for Element {
     }
 }
 
-pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
+fn parse_json(text: &str, sink: &mut dyn FnMut(HostInput) -> bool) -> Result<(), ImportError> {
     let items: Vec<Element> = serde_json::from_str(text).map_err(|e| ImportError {
         location: format!("line {}", e.line()),
         field: "document".into(),
         code: None,
         message: format!("not a JSON array of host objects: {e}"),
     })?;
-    let mut out = Vec::with_capacity(items.len());
     let mut seen = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let location = format!("element {}", i + 1);
@@ -299,9 +332,11 @@ pub fn parse_json(text: &str) -> Result<Vec<HostInput>, ImportError> {
             duration: text_of("duration")?,
             unit: text_of("period_unit")?,
         };
-        out.push(row_to_input(&raw, &location, &mut seen)?);
+        if !sink(row_to_input(&raw, &location, &mut seen)?) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Builds one host from individual fields (used by `hosts add`), with the same rules as a row.

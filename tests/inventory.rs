@@ -591,3 +591,63 @@ dh-away,eu-central-1,2026-12-11T01:00Z,PrePaid,AutoRenewal
     let list = env.run(&["hosts", "list"]).expect(0);
     assert!(list.stdout.lines().next().unwrap().contains("DAYS LEFT"));
 }
+
+/// An import is parsed while its first chunks are already written, in one transaction: a bad
+/// row in a later chunk leaves nothing behind, neither hosts nor history nor an operation.
+#[test]
+fn a_bad_row_after_the_first_chunks_rolls_the_whole_import_back() {
+    let env = Env::new();
+    env.import("dedicated_host_id,region_id,expired_time,charge_type\ndh-before,cn-hangzhou,2027-06-01T16:00Z,PrePaid\n");
+    let good = common::bulk_csv(12_000);
+    let bad = good.replace(
+        "dh-bulk-011000,cn-hangzhou,2027-01-25T16:00Z,PrePaid",
+        "dh-bulk-011000,cn-hangzhou,2027-01-25T16:00Z,Spot",
+    );
+    assert_ne!(good, bad, "the row to break is in the file");
+    let file = env.write("big.csv", &bad);
+    let r = env
+        .run(&["hosts", "import", file.to_str().unwrap()])
+        .expect(3);
+    assert!(
+        r.stderr.contains("line 11002, field charge_type")
+            && r.stderr.contains("nothing was imported"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("warning:"),
+        "no warnings for rows not imported: {}",
+        r.stderr
+    );
+    let hosts = env.json(&["hosts", "list", "--all", "--json"]);
+    assert_eq!(
+        hosts.as_array().unwrap().len(),
+        1,
+        "only the host from before"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ops, changes): (i64, i64) = rt.block_on(async {
+        let pool = common::auditor(&env.db).await;
+        let ops = sqlx::query_scalar("SELECT count(*) FROM operations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let changes = sqlx::query_scalar("SELECT count(*) FROM host_changes")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        (ops, changes)
+    });
+    assert_eq!(
+        (ops, changes),
+        (1, 1),
+        "the first import's operation and row only"
+    );
+    // The same file mended imports whole.
+    let file = env.write("big.csv", &good);
+    env.run(&["hosts", "import", file.to_str().unwrap()])
+        .expect(0);
+    let hosts = env.json(&["hosts", "list", "--json"]);
+    assert_eq!(hosts.as_array().unwrap().len(), 12_001);
+}

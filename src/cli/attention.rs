@@ -82,9 +82,11 @@ pub fn warn<'a>(records: impl IntoIterator<Item = &'a HostRecord>, config: &Conf
     w.finish();
 }
 
-/// [`warn`] fed a record at a time (an import, chunk by chunk).
+/// [`warn`] fed a record at a time (an import, chunk by chunk); printed by
+/// [`Warnings::finish`], so that an import that fails later warns about nothing.
 #[derive(Default)]
 pub struct Warnings {
+    lines: Vec<String>,
     shown: [usize; 2],
     more: [usize; 2],
 }
@@ -95,7 +97,7 @@ impl Warnings {
             let k = a as usize;
             if self.shown[k] < WARN_EACH {
                 self.shown[k] += 1;
-                eprintln!("warning: {}", a.warning(rec));
+                self.lines.push(a.warning(rec));
             } else {
                 self.more[k] += 1;
             }
@@ -103,6 +105,9 @@ impl Warnings {
     }
 
     pub fn finish(self) {
+        for line in &self.lines {
+            eprintln!("warning: {line}");
+        }
         for (a, n) in [Attention::DoubleRenewRisk, Attention::RegionNotSynced]
             .into_iter()
             .zip(self.more)

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::import;
 use futures_util::StreamExt;
 
-use crate::store::{HostChange, HostRecord, PolicyChange, Source, StoreError};
+use crate::store::{HostChange, HostRecord, PolicyChange, Source, StoreError, UpsertSummary};
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCmd {
@@ -377,32 +377,60 @@ async fn add(config: &Config, a: &AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// `hosts import`: the file is parsed on a thread of its own while the chunks already parsed
+/// are written, all in one transaction: a bad row anywhere rolls back everything. The store is
+/// opened only once the first chunk parsed, so a file that is wrong from its start creates
+/// nothing.
 async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Result<()> {
     let shown = file.display().to_string();
     let text = import::read_file(file).map_err(Error::Usage)?;
-    let inputs = import::parse(&text).map_err(|source| Error::Import {
-        file: shown.clone(),
-        source,
-    })?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::store::HostInput>>(2);
+    let parser = tokio::task::spawn_blocking(move || {
+        import::parse_chunks(&text, crate::store::WRITE_CHUNK, &mut |c| {
+            tx.blocking_send(c).is_ok()
+        })
+    });
+    let parsed = |r: std::result::Result<_, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(Error::Import {
+            file: shown.clone(),
+            source,
+        }),
+        Err(e) => Err(Error::Runtime(format!("parsing {shown} stopped: {e}"))),
+    };
+    let Some(first) = rx.recv().await else {
+        // Nothing to write: an error, or a file with a header and no rows.
+        parsed(parser.await)?;
+        return report(json, &shown, 0, &Default::default());
+    };
     let store = crate::app::store(config).await?;
     let mut writer = store
         .begin_upsert("hosts_import", Source::Import, &shown, Utc::now())
         .await?;
     let mut warnings = attention::Warnings::default();
-    for chunk in inputs.chunks(crate::store::WRITE_CHUNK) {
-        for rec in writer.write(chunk).await? {
+    let mut rows = 0;
+    let mut chunk = Some(first);
+    while let Some(c) = chunk {
+        rows += c.len();
+        for rec in writer.write(&c).await? {
             warnings.add(&rec, config);
         }
+        chunk = rx.recv().await;
     }
+    // A parse error after the first chunk: the writer is dropped, its transaction rolled back.
+    parsed(parser.await)?;
     let summary = writer.commit().await?;
     store.close().await;
     warnings.finish();
+    report(json, &shown, rows, &summary)
+}
+
+fn report(json: bool, shown: &str, rows: usize, summary: &UpsertSummary) -> Result<()> {
     if json {
-        return output::json(&summary);
+        return output::json(summary);
     }
     println!(
-        "imported {} rows from {shown}: {} added, {} updated, {} unchanged, {} restored, {} policies set",
-        inputs.len(),
+        "imported {rows} rows from {shown}: {} added, {} updated, {} unchanged, {} restored, {} policies set",
         summary.added,
         summary.updated,
         summary.unchanged,

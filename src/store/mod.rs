@@ -388,20 +388,22 @@ impl Store {
         restore_removed: bool,
     ) -> Result<UpsertSummary, StoreError> {
         let plan = Upsert::plan(existing, inputs, restore_removed);
-        self.write_hosts(tx, &plan.host_rows, now_s, restore_removed)
+        self.write_hosts(tx, &plan.new_rows, now_s, None).await?;
+        self.write_hosts(tx, &plan.host_rows, now_s, Some(restore_removed))
             .await?;
         insert_host_changes(tx, op_id, &plan.changes, source, now_s).await?;
         write_policies(tx, op_id, &plan.policy_rows, source, now_s).await?;
         Ok(plan.summary)
     }
 
-    /// Adds or replaces these host rows; a removed host is restored if `restore_removed`.
+    /// Adds these host rows (`upsert` None: they are new, and a row already there is an error)
+    /// or replaces them (`Some(restore_removed)`: a removed host is restored if true).
     async fn write_hosts(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         host_rows: &[&Host],
         now_s: &str,
-        restore_removed: bool,
+        upsert: Option<bool>,
     ) -> Result<(), StoreError> {
         for chunk in host_rows.chunks(JSON_CHUNK) {
             let rows: Vec<_> = chunk
@@ -422,26 +424,17 @@ impl Store {
                     )
                 })
                 .collect();
-            sqlx::query(
-                "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
-                   sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
-                        value->>7, value->>8, value->>9, NULL, ?2, ?2
-                 FROM jsonb_each(?1) WHERE true ORDER BY key
-                 ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
-                  zone_id = excluded.zone_id, charge_type = excluded.charge_type,
-                  status = excluded.status, expired_time = excluded.expired_time,
-                  sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
-                  first_window = excluded.first_window, last_window = excluded.last_window,
-                  removed_at = CASE WHEN ?3 THEN NULL ELSE hosts.removed_at END,
-                  updated_at = excluded.updated_at",
-            )
-            .bind(json_rows(&rows)?)
-            .bind(now_s)
-            .bind(restore_removed)
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("writing hosts"))?;
+            let sql = match upsert {
+                None => INSERT_HOSTS,
+                Some(_) => UPSERT_HOSTS,
+            };
+            sqlx::query(sql)
+                .bind(json_rows(&rows)?)
+                .bind(now_s)
+                .bind(upsert.unwrap_or(false))
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::sql("writing hosts"))?;
         }
         Ok(())
     }
@@ -713,10 +706,39 @@ impl Store {
     }
 }
 
+macro_rules! insert_hosts {
+    () => {
+        "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
+           sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
+                value->>7, value->>8, value->>9, NULL, ?2, ?2
+         FROM jsonb_each(?1) WHERE ?3 IS NOT NULL ORDER BY key"
+    };
+}
+
+/// New hosts, one JSON array of rows bound as `?1`; `?3` (bound for both statements) only fills
+/// the WHERE that the upsert's grammar needs after a SELECT.
+const INSERT_HOSTS: &str = insert_hosts!();
+
+/// Hosts added or replaced; `?3`: restore a removed host.
+const UPSERT_HOSTS: &str = concat!(
+    insert_hosts!(),
+    " ON CONFLICT (host_id) DO UPDATE SET region_id = excluded.region_id,
+      zone_id = excluded.zone_id, charge_type = excluded.charge_type,
+      status = excluded.status, expired_time = excluded.expired_time,
+      sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
+      first_window = excluded.first_window, last_window = excluded.last_window,
+      removed_at = CASE WHEN ?3 THEN NULL ELSE hosts.removed_at END,
+      updated_at = excluded.updated_at"
+);
+
 /// What an upsert writes, decided from the rows as they are: which hosts are added, updated
 /// or restored (with a history row per changed field), and which policies change.
 struct Upsert<'a> {
     summary: UpsertSummary,
+    /// Hosts not in the inventory yet.
+    new_rows: Vec<&'a Host>,
+    /// Hosts replaced (changed or restored).
     host_rows: Vec<&'a Host>,
     changes: Vec<ChangeRow>,
     policy_rows: Vec<(&'a HostId, Policy, Option<Policy>)>,
@@ -729,6 +751,7 @@ impl<'a> Upsert<'a> {
         restore_removed: bool,
     ) -> Self {
         let mut summary = UpsertSummary::default();
+        let mut new_rows: Vec<&Host> = Vec::new();
         let mut host_rows: Vec<&Host> = Vec::new();
         let mut changes: Vec<ChangeRow> = Vec::new();
         let mut policy_rows: Vec<(&HostId, Policy, Option<Policy>)> = Vec::new();
@@ -739,7 +762,7 @@ impl<'a> Upsert<'a> {
             match existing.get(id) {
                 None => {
                     summary.added += 1;
-                    host_rows.push(h);
+                    new_rows.push(h);
                     changes.push(ChangeRow::new(id, "added", None, None, None));
                 }
                 Some(old) => {
@@ -776,6 +799,7 @@ impl<'a> Upsert<'a> {
         summary.policies_changed = policy_rows.len();
         Self {
             summary,
+            new_rows,
             host_rows,
             changes,
             policy_rows,
