@@ -386,7 +386,7 @@ fn row_to_input(
         err(
             "dedicated_host_id",
             Some("InvalidParameter.InvalidDedicatedHostId"),
-            m,
+            m.into(),
         )
     })?;
     if let Some(first) = seen.insert(raw.id.clone(), location.to_owned()) {
@@ -407,7 +407,8 @@ fn row_to_input(
             ),
         ));
     }
-    let expired_time = parse_instant(&raw.expired).map_err(|m| err("expired_time", None, m))?;
+    let expired_time =
+        parse_instant(&raw.expired).map_err(|m| err("expired_time", None, m.into()))?;
     let charge_type = ChargeType::parse(&raw.charge).ok_or_else(|| {
         err(
             "charge_type",

@@ -104,14 +104,7 @@ struct HostDetail<'a> {
 }
 
 fn parse_id(raw: &str) -> Result<HostId> {
-    HostId::parse(raw).map_err(|m| {
-        Error::Validation(crate::domain::ValidationError::new(
-            "InvalidParameter.InvalidDedicatedHostId",
-            400,
-            "DedicatedHostId",
-            m,
-        ))
-    })
+    HostId::parse(raw).map_err(|e| Error::Validation(e.invalid(400, "DedicatedHostId")))
 }
 
 pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {

@@ -95,7 +95,7 @@ pub struct JsonFlag {
 
 /// Parses `--at`: RFC 3339 or the ECS form.
 pub fn parse_at(raw: &str) -> std::result::Result<DateTime<Utc>, String> {
-    crate::domain::time::parse_instant(raw)
+    crate::domain::time::parse_instant(raw).map_err(String::from)
 }
 
 /// Loads the effective config per the lookup order of SPEC §4.1.

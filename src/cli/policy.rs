@@ -62,14 +62,10 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
             history,
             json,
         } => {
-            let host = host.map(|h| HostId::parse(&h)).transpose().map_err(|m| {
-                Error::Validation(crate::domain::ValidationError::new(
-                    "InvalidParameter.InvalidDedicatedHostId",
-                    400,
-                    "host",
-                    m,
-                ))
-            })?;
+            let host = host
+                .map(|h| HostId::parse(&h))
+                .transpose()
+                .map_err(|e| Error::Validation(e.invalid(400, "host")))?;
             let store = crate::app::store(config).await?;
             if history {
                 show_history(store, host.as_ref(), json).await
@@ -81,14 +77,8 @@ pub async fn run(config: &Config, cmd: PolicyCmd) -> Result<()> {
 }
 
 async fn set(config: &Config, a: SetArgs) -> Result<()> {
-    let ids = parse_id_list(&a.ids).map_err(|m| {
-        Error::Validation(crate::domain::ValidationError::new(
-            "InvalidParameter.InvalidDedicatedHostId",
-            403,
-            "DedicatedHostIds",
-            m,
-        ))
-    })?;
+    let ids =
+        parse_id_list(&a.ids).map_err(|e| Error::Validation(e.invalid(403, "DedicatedHostIds")))?;
     let req = PolicyRequest {
         region_id: a.region,
         ids,

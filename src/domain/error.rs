@@ -17,6 +17,49 @@ pub fn quote(raw: &str) -> String {
     }
 }
 
+/// What a domain parser was reading when the input did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// A dedicated host id (`dh-…`).
+    HostId,
+    /// A `DedicatedHostIds` list (comma list or JSON array).
+    HostIdList,
+    /// An instant (ECS form or RFC 3339).
+    Instant,
+}
+
+/// Input a domain parser refused: what it was reading and a message that names the input and
+/// the expected form. Callers turn it into their documented error with [`ParseError::invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub what: Parsed,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(what: Parsed, message: String) -> Self {
+        Self { what, message }
+    }
+
+    /// The documented API error for this input in `field`: host ids and id lists carry
+    /// `InvalidParameter.InvalidDedicatedHostId` (the status is the API's for that field);
+    /// instants carry `InvalidParameter`.
+    pub fn invalid(self, http_status: u16, field: &'static str) -> ValidationError {
+        let code = match self.what {
+            Parsed::HostId | Parsed::HostIdList => "InvalidParameter.InvalidDedicatedHostId",
+            Parsed::Instant => "InvalidParameter",
+        };
+        ValidationError::new(code, http_status, field, self.message)
+    }
+}
+
+impl From<ParseError> for String {
+    fn from(e: ParseError) -> String {
+        e.message
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     /// The documented error code, e.g. `InvalidParameter.Duration`.

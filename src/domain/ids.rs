@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{ParseError, Parsed};
+
 /// Longest id we accept; real ids are about 20 characters.
 const MAX_ID_LEN: usize = 64;
 
@@ -13,21 +15,22 @@ const MAX_ID_LEN: usize = 64;
 pub struct HostId(String);
 
 impl HostId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let q = super::error::quote(raw);
+        let bad = |m: String| ParseError::new(Parsed::HostId, m);
         let rest = raw
             .strip_prefix("dh-")
-            .ok_or_else(|| format!("{q} is not a dedicated host id (expected dh-…)"))?;
+            .ok_or_else(|| bad(format!("{q} is not a dedicated host id (expected dh-…)")))?;
         if rest.is_empty()
             || raw.len() > MAX_ID_LEN
             || !rest
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "{q} is not a dedicated host id (dh- then up to {} letters, digits, - or _)",
                 MAX_ID_LEN - 3
-            ));
+            )));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -38,8 +41,8 @@ impl HostId {
 }
 
 impl TryFrom<String> for HostId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
+    type Error = ParseError;
+    fn try_from(value: String) -> Result<Self, ParseError> {
         Self::parse(&value)
     }
 }
@@ -71,11 +74,15 @@ pub fn valid_region(raw: &str) -> bool {
 /// Splits a `DedicatedHostIds` value: a JSON array (`["dh-a","dh-b"]`) or a comma list
 /// (`dh-a,dh-b`). Whitespace around items is ignored; empty items are dropped. Ids are returned
 /// raw (unvalidated) so the caller can attach its own documented error code.
-pub fn parse_id_list(raw: &str) -> Result<Vec<String>, String> {
+pub fn parse_id_list(raw: &str) -> Result<Vec<String>, ParseError> {
     let trimmed = raw.trim();
     if trimmed.starts_with('[') {
-        let items: Vec<String> = serde_json::from_str(trimmed)
-            .map_err(|e| format!("DedicatedHostIds is not a valid JSON array of strings: {e}"))?;
+        let items: Vec<String> = serde_json::from_str(trimmed).map_err(|e| {
+            ParseError::new(
+                Parsed::HostIdList,
+                format!("DedicatedHostIds is not a valid JSON array of strings: {e}"),
+            )
+        })?;
         Ok(items
             .into_iter()
             .map(|s| s.trim().to_owned())

@@ -165,7 +165,7 @@ pub fn validate_policy_request<'h>(
                 why,
             )
         };
-        let id = HostId::parse(raw).map_err(bad_id)?;
+        let id = HostId::parse(raw).map_err(|e| bad_id(e.into()))?;
         let host = lookup(&id)
             .filter(|h| h.region_id == req.region_id)
             .ok_or_else(|| {

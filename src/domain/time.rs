@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
+use super::error::{ParseError, Parsed};
+
 /// Parses the ECS form `2026-12-10T16:00Z` or any RFC 3339 instant (`2026-12-10T16:00:00+00:00`).
-pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, ParseError> {
     let s = raw.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -14,9 +16,12 @@ pub fn parse_instant(raw: &str) -> Result<DateTime<Utc>, String> {
     {
         return Ok(t.and_utc());
     }
-    Err(format!(
-        "{} is not a time: use the ECS form yyyy-MM-ddTHH:mmZ (e.g. 2026-12-10T16:00Z) or RFC 3339 (e.g. 2026-12-10T16:00:00Z)",
-        super::error::quote(raw)
+    Err(ParseError::new(
+        Parsed::Instant,
+        format!(
+            "{} is not a time: use the ECS form yyyy-MM-ddTHH:mmZ (e.g. 2026-12-10T16:00Z) or RFC 3339 (e.g. 2026-12-10T16:00:00Z)",
+            super::error::quote(raw)
+        ),
     ))
 }
 
@@ -46,6 +51,7 @@ mod tests {
     #[test]
     fn garbage_is_refused_with_the_forms() {
         let err = parse_instant("10/12/2026").unwrap_err();
-        assert!(err.contains("yyyy-MM-ddTHH:mmZ"));
+        assert!(err.message.contains("yyyy-MM-ddTHH:mmZ"));
+        assert_eq!(err.what, Parsed::Instant);
     }
 }

@@ -197,8 +197,8 @@ pub enum SettleError {
     Store(#[from] StoreError),
 }
 
-fn corrupt(what: String) -> StoreError {
-    StoreError::Corrupt { what }
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { what: what.into() }
 }
 
 fn instant(s: &str) -> Result<DateTime<Utc>, StoreError> {

@@ -179,7 +179,7 @@ impl RawHost {
         };
         Ok(HostRecord {
             host: Host {
-                id: HostId::parse(&self.host_id).map_err(corrupt)?,
+                id: HostId::parse(&self.host_id).map_err(|e| corrupt(e.into()))?,
                 region_id: self.region_id,
                 zone_id: self.zone_id,
                 charge_type: ChargeType::parse(&self.charge_type).ok_or_else(|| {
