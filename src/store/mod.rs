@@ -11,7 +11,10 @@ mod rows;
 pub mod attempts;
 mod audit;
 pub mod deliveries;
+mod history;
 mod hosts;
+mod policies;
+mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -34,8 +37,12 @@ pub use attempts::{
 };
 pub use audit::{AuditKind, TrailCounts};
 pub use error::StoreError;
+pub(crate) use history::{ChangeRow, insert_host_changes, insert_notices, insert_operation};
 pub use hosts::{HostWriter, PlannedHost, WRITE_CHUNK};
+pub use policies::PolicyOutcome;
+use policies::write_policies;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
+pub use sync::SyncApplied;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -77,35 +84,6 @@ pub struct UpsertSummary {
     pub unchanged: usize,
     pub restored: usize,
     pub policies_changed: usize,
-}
-
-/// What one region's sync changed.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct SyncApplied {
-    pub region: String,
-    pub seen: usize,
-    pub added: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub released: Vec<HostId>,
-    pub cloud_renewal_changed: usize,
-    pub double_renew_risk: Vec<HostId>,
-    /// Hosts the cloud no longer returned but that were not marked released: too many at once
-    /// to believe (`sync --allow-mass-release` confirms).
-    pub released_held_back: Vec<HostId>,
-    /// Hosts that changed while the sync was reading the cloud: left as they are.
-    pub changed_meanwhile: Vec<HostId>,
-    /// Hosts whose expiry the cloud shows earlier than the inventory did (recorded).
-    pub expiry_moved_back: Vec<HostId>,
-}
-
-/// What `set_policy` did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PolicyOutcome {
-    pub op_id: i64,
-    pub policy: Policy,
-    pub changed: Vec<HostId>,
-    pub unchanged: Vec<HostId>,
 }
 
 #[derive(Clone)]
@@ -321,39 +299,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Policy history, oldest first, optionally for one host.
-    pub async fn policy_changes(
-        &self,
-        host: Option<&HostId>,
-    ) -> Result<Vec<PolicyChange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT change_id, changed_at, host_id, old_renewal_status, old_duration,
-                    old_period_unit, new_renewal_status, new_duration, new_period_unit,
-                    source, op_id, operation
-             FROM v_policy_changes
-             WHERE ?1 IS NULL OR host_id = ?1
-             ORDER BY change_id",
-        )
-        .bind(host.map(HostId::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("reading policy changes"))?;
-        rows.iter().map(PolicyChange::from_row).collect()
-    }
-
-    /// Host change history, oldest first, for one host.
-    pub async fn host_changes(&self, host: &HostId) -> Result<Vec<HostChange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT change_id, changed_at, host_id, kind, field, old_value, new_value, source
-             FROM host_changes WHERE host_id = ? ORDER BY change_id",
-        )
-        .bind(host.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("reading host changes"))?;
-        rows.iter().map(HostChange::from_row).collect()
-    }
-
     // ------------------------------------------------------------------ writes
 
     /// Adds or replaces hosts (and their policies, where given) in one transaction. Every changed
@@ -439,102 +384,6 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one region's `sync`: the hosts ECS returned (added or updated), hosts of the
-    /// region it no longer returns (marked `Released`, never deleted), the cloud-side renewal
-    /// attributes, and `double_renew_risk` notices for hosts renewed both here and by the cloud.
-    /// One transaction; every change is in the history under one `sync` operation.
-    ///
-    /// `snapshot` holds every host's `row_version` as read before the cloud was: a host changed
-    /// since (a renewal recorded by the engine, an import) is left as it is — a slow sync never
-    /// commits a stale read over newer state — and reported in `changed_meanwhile`.
-    pub async fn apply_sync(
-        &self,
-        region: &str,
-        cloud: &[Host],
-        renewals: &[CloudRenewal],
-        snapshot: &HashMap<String, i64>,
-        allow_mass_release: bool,
-        now: DateTime<Utc>,
-    ) -> Result<SyncApplied, StoreError> {
-        let now_s = to_db(now);
-        let day = self.schedule.local_date(now).to_string();
-        let mut tx = self.begin().await?;
-        let existing = read_all(&mut tx).await?;
-        let changed = |id: &str| match (existing.get(id), snapshot.get(id)) {
-            (Some(rec), Some(v)) => rec.row_version != *v,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let mut changed_meanwhile: Vec<HostId> = cloud
-            .iter()
-            .filter(|h| changed(h.id.as_str()))
-            .map(|h| h.id.clone())
-            .collect();
-        changed_meanwhile.sort();
-        let cloud: Vec<&Host> = cloud.iter().filter(|h| !changed(h.id.as_str())).collect();
-        let expiry_moved_back = expiry_moved_back(&existing, &cloud);
-        let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
-        let inputs: Vec<HostInput> = cloud
-            .iter()
-            .map(|h| HostInput {
-                host: (*h).clone(),
-                policy: None,
-            })
-            .collect();
-        let upsert = self
-            .upsert_in_tx(
-                &mut tx,
-                &existing,
-                &inputs,
-                op_id,
-                Source::Sync,
-                &now_s,
-                false,
-            )
-            .await?;
-        let gone = Released::of(&existing, region, &cloud, &changed, allow_mass_release);
-        let mut changes = gone.changes(&existing);
-        write_released(&mut tx, &gone.released, &now_s).await?;
-        let unchanged: Vec<&CloudRenewal> =
-            renewals.iter().filter(|r| !changed(&r.host_id)).collect();
-        let cloud_changed =
-            write_cloud_renewals(&mut tx, &existing, &unchanged, &mut changes).await?;
-        insert_host_changes(&mut tx, op_id, &changes, Source::Sync, &now_s).await?;
-        self.write_cloud_reads(&mut tx, &cloud, &now_s).await?;
-        // Flagged from every answer, changed meanwhile or not: the risk is the cloud's side.
-        let all: Vec<&CloudRenewal> = renewals.iter().collect();
-        let risk = double_renew_risk(&existing, &all);
-        risk_notices(&mut tx, &risk, &cloud, &day, &now_s).await?;
-        if !gone.held_back.is_empty() {
-            let text = format!(
-                "sync: {} of {} hosts of {region} are no longer returned by DescribeDedicatedHosts; none was marked released, since so many at once may be a broken answer. If they were released, run `ddh-renewd sync --region {region} --allow-mass-release`",
-                gone.held_back.len(),
-                gone.in_region
-            );
-            let row = [(
-                "-".to_owned(),
-                region.to_owned(),
-                "needs_attention",
-                text.as_str(),
-            )];
-            insert_notices(&mut tx, &row, &day, &now_s).await?;
-        }
-        commit(tx).await?;
-        Ok(SyncApplied {
-            region: region.to_owned(),
-            seen: cloud.len(),
-            added: upsert.added,
-            updated: upsert.updated,
-            unchanged: upsert.unchanged,
-            released: gone.released,
-            cloud_renewal_changed: cloud_changed,
-            double_renew_risk: risk,
-            released_held_back: gone.held_back,
-            changed_meanwhile,
-            expiry_moved_back,
-        })
-    }
-
     /// The cloud's last word on each host it returned (the read time, the expiry, the first
     /// window of that expiry), which the engine's candidate set also follows.
     async fn write_cloud_reads(
@@ -557,70 +406,6 @@ impl Store {
             .map_err(StoreError::sql("recording the cloud's read"))?;
         }
         Ok(())
-    }
-
-    /// Every host's `row_version`, for `apply_sync`'s compare-and-set.
-    pub async fn row_versions(&self) -> Result<HashMap<String, i64>, StoreError> {
-        let rows = sqlx::query("SELECT host_id, row_version FROM hosts")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::sql("reading row versions"))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("host_id").map_err(StoreError::sql("decoding"))?,
-                    r.try_get("row_version")
-                        .map_err(StoreError::sql("decoding"))?,
-                ))
-            })
-            .collect()
-    }
-
-    /// Records that ddh-renewd set the cloud-side renewal of `ids` to `Normal` (takeover).
-    pub async fn record_takeover(
-        &self,
-        region: &str,
-        ids: &[HostId],
-        request_ids: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let now_s = to_db(now);
-        let mut tx = self.begin().await?;
-        let detail = format!(
-            "{region}: RenewalStatus=Normal AutoRenew=false; RequestId {}",
-            request_ids.join(",")
-        );
-        let op_id = insert_operation(&mut tx, "takeover", Source::Daemon, &detail, &now_s).await?;
-        let mut changes = Vec::with_capacity(ids.len());
-        for id in ids {
-            sqlx::query("UPDATE hosts SET cloud_renewal_status = 'Normal', cloud_renewal_duration = 0 WHERE host_id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("recording takeover"))?;
-            changes.push(ChangeRow::new(
-                id.as_str(),
-                "updated",
-                Some("cloud_renewal_status"),
-                Some("AutoRenewal".into()),
-                Some("Normal".into()),
-            ));
-        }
-        insert_host_changes(&mut tx, op_id, &changes, Source::Daemon, &now_s).await?;
-        commit(tx).await
-    }
-
-    /// Notices, oldest first, optionally for one host.
-    pub async fn notices(&self, host: Option<&HostId>) -> Result<Vec<Notice>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT notice_id, created_at, day, kind, host_id, cycle, message FROM v_notices
-             WHERE ?1 IS NULL OR host_id = ?1 ORDER BY notice_id",
-        )
-        .bind(host.map(HostId::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("reading notices"))?;
-        rows.iter().map(Notice::from_row).collect()
     }
 
     /// Marks a host removed (it leaves plans and lists; its history stays). `Ok(false)` if it
@@ -652,57 +437,6 @@ impl Store {
         insert_host_changes(&mut tx, op_id, &[change], Source::Cli, &now_s).await?;
         commit(tx).await?;
         Ok(true)
-    }
-
-    /// Applies a policy call atomically: the hosts are read and validated inside the write
-    /// transaction, then every host gets the new policy, or none does.
-    pub async fn set_policy(
-        &self,
-        req: &PolicyRequest,
-        source: Source,
-        now: DateTime<Utc>,
-    ) -> Result<PolicyOutcome, StoreError> {
-        let now_s = to_db(now);
-        let mut tx = self.begin().await?;
-        let mut current: HashMap<HostId, HostRecord> = HashMap::new();
-        for raw in &req.ids {
-            let Ok(id) = HostId::parse(raw) else { continue };
-            if current.contains_key(&id) {
-                continue;
-            }
-            let row = sqlx::query(concat!(
-                rows_select!(),
-                " WHERE h.host_id = ? AND h.removed_at IS NULL"
-            ))
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::sql("reading a host"))?;
-            if let Some(row) = row {
-                current.insert(id, HostRecord::from_row(&row)?);
-            }
-        }
-        let (ids, policy) = validate_policy_request(req, |id| current.get(id).map(|r| &r.host))
-            .map_err(StoreError::Rejected)?;
-        let op_id = insert_operation(&mut tx, "policy_set", source, "", &now_s).await?;
-        let mut rows = Vec::new();
-        let mut unchanged = Vec::new();
-        for id in &ids {
-            let old = current.get(id).and_then(|r| r.policy);
-            if old == Some(policy) {
-                unchanged.push(id.clone());
-            } else {
-                rows.push((id, policy, old));
-            }
-        }
-        write_policies(&mut tx, op_id, &rows, source, &now_s).await?;
-        commit(tx).await?;
-        Ok(PolicyOutcome {
-            op_id,
-            policy,
-            changed: rows.into_iter().map(|(id, _, _)| id.clone()).collect(),
-            unchanged,
-        })
     }
 }
 
@@ -807,333 +541,10 @@ impl<'a> Upsert<'a> {
     }
 }
 
-/// Hosts whose expiry the cloud shows earlier than the inventory (logged; the engine re-reads
-/// them before any renewal).
-fn expiry_moved_back(existing: &HashMap<String, HostRecord>, cloud: &[&Host]) -> Vec<HostId> {
-    let mut out: Vec<HostId> = cloud
-        .iter()
-        .filter(|h| {
-            existing
-                .get(h.id.as_str())
-                .is_some_and(|e| e.host.expired_time > h.expired_time)
-        })
-        .map(|h| h.id.clone())
-        .collect();
-    out.sort();
-    for id in &out {
-        tracing::warn!(host_id = %id, "sync: the cloud shows an earlier expiry than the inventory; recorded, and re-checked against the cloud before any renewal");
-    }
-    out
-}
-
-/// The hosts of a region the cloud no longer returns: marked released, or held back when so
-/// many at once are not believable ([`crate::domain::host::believable_disappearance`]).
-struct Released {
-    released: Vec<HostId>,
-    held_back: Vec<HostId>,
-    in_region: usize,
-}
-
-impl Released {
-    fn of(
-        existing: &HashMap<String, HostRecord>,
-        region: &str,
-        cloud: &[&Host],
-        changed: &dyn Fn(&str) -> bool,
-        allow_mass_release: bool,
-    ) -> Self {
-        let seen: HashSet<&str> = cloud.iter().map(|h| h.id.as_str()).collect();
-        let live = || {
-            existing
-                .values()
-                .filter(|r| r.host.region_id == region && !r.host.status.is_released())
-        };
-        let mut missing: Vec<HostId> = live()
-            .filter(|r| !seen.contains(r.host.id.as_str()) && !changed(r.host.id.as_str()))
-            .map(|r| r.host.id.clone())
-            .collect();
-        missing.sort();
-        let in_region = live().count();
-        if allow_mass_release
-            || crate::domain::host::believable_disappearance(missing.len(), in_region)
-        {
-            return Self {
-                released: missing,
-                held_back: Vec::new(),
-                in_region,
-            };
-        }
-        tracing::warn!(
-            region,
-            missing = missing.len(),
-            of = in_region,
-            "sync: a mass disappearance is not believed; nothing is marked released"
-        );
-        Self {
-            released: Vec::new(),
-            held_back: missing,
-            in_region,
-        }
-    }
-
-    fn changes(&self, existing: &HashMap<String, HostRecord>) -> Vec<ChangeRow> {
-        self.released
-            .iter()
-            .filter_map(|id| existing.get(id.as_str()))
-            .map(|rec| {
-                ChangeRow::new(
-                    rec.host.id.as_str(),
-                    "released",
-                    Some("status"),
-                    Some(rec.host.status.0.clone()),
-                    Some(HostStatus::RELEASED.to_owned()),
-                )
-            })
-            .collect()
-    }
-}
-
-async fn write_released(
-    tx: &mut Transaction<'static, Sqlite>,
-    released: &[HostId],
-    now_s: &str,
-) -> Result<(), StoreError> {
-    for id in released {
-        sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
-            .bind(now_s)
-            .bind(id.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("marking a host released"))?;
-    }
-    Ok(())
-}
-
-/// Records the cloud-side auto-renew attributes that changed; returns how many did.
-async fn write_cloud_renewals(
-    tx: &mut Transaction<'static, Sqlite>,
-    existing: &HashMap<String, HostRecord>,
-    renewals: &[&CloudRenewal],
-    changes: &mut Vec<ChangeRow>,
-) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for r in renewals {
-        let id = r.host_id.as_str();
-        let old = existing.get(id).and_then(|h| h.cloud_renewal.clone());
-        if old.as_ref() == Some(*r) {
-            continue;
-        }
-        n += 1;
-        let old_status = old.as_ref().map(|o| o.status.clone());
-        if old_status.as_deref() != Some(r.status.as_str()) {
-            changes.push(ChangeRow::new(
-                id,
-                "updated",
-                Some("cloud_renewal_status"),
-                old_status,
-                Some(r.status.clone()),
-            ));
-        }
-        sqlx::query("UPDATE hosts SET cloud_renewal_status = ?, cloud_renewal_duration = ?, cloud_renewal_unit = ? WHERE host_id = ?")
-            .bind(&r.status)
-            .bind(r.duration)
-            .bind(&r.unit)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::sql("recording cloud-side renewal status"))?;
-    }
-    Ok(n)
-}
-
-/// Hosts in the inventory at double-renew risk ([`crate::domain::policy::double_renew_risk`]).
-fn double_renew_risk(
-    existing: &HashMap<String, HostRecord>,
-    renewals: &[&CloudRenewal],
-) -> Vec<HostId> {
-    let mut risk: Vec<HostId> = renewals
-        .iter()
-        .filter_map(|r| existing.get(r.host_id.as_str()).map(|rec| (rec, r)))
-        .filter(|(rec, r)| {
-            rec.removed_at.is_none()
-                && crate::domain::policy::double_renew_risk(
-                    rec.effective_policy().status,
-                    Some(r.status.as_str()),
-                )
-        })
-        .map(|(rec, _)| rec.host.id.clone())
-        .collect();
-    risk.sort();
-    risk
-}
-
-/// A `double_renew_risk` notice per host at risk, once a day.
-async fn risk_notices(
-    tx: &mut Transaction<'static, Sqlite>,
-    risk: &[HostId],
-    cloud: &[&Host],
-    day: &str,
-    now_s: &str,
-) -> Result<usize, StoreError> {
-    let cycle_of = |id: &HostId| {
-        cloud
-            .iter()
-            .find(|h| &h.id == id)
-            .map_or_else(|| "-".to_owned(), |h| to_db(h.expired_time))
-    };
-    let messages: Vec<(String, String)> = risk
-        .iter()
-        .map(|id| (cycle_of(id), format!("{id} is set to AutoRenewal here and in the cloud (DescribeDedicatedHostAutoRenew); ddh-renewd skips it until one side is changed, or set [ecs] takeover = true")))
-        .collect();
-    let notices: Vec<(String, String, &str, &str)> = risk
-        .iter()
-        .zip(&messages)
-        .map(|(id, (cycle, msg))| {
-            (
-                id.to_string(),
-                cycle.clone(),
-                "double_renew_risk",
-                msg.as_str(),
-            )
-        })
-        .collect();
-    insert_notices(tx, &notices, day, now_s).await
-}
-
-/// Every host row, keyed by id, read inside a write transaction.
-async fn read_all(
-    tx: &mut Transaction<'static, Sqlite>,
-) -> Result<HashMap<String, HostRecord>, StoreError> {
-    sqlx::query(rows_select!())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(StoreError::sql("reading hosts"))?
-        .iter()
-        .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
-        .collect()
-}
-
-/// Records many notices at once, each at most once per (host, cycle, kind, day); logs the new ones.
-pub(crate) async fn insert_notices(
-    tx: &mut Transaction<'static, Sqlite>,
-    notices: &[(String, String, &str, &str)],
-    day: &str,
-    now: &str,
-) -> Result<usize, StoreError> {
-    let mut new = 0;
-    for chunk in notices.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) ",
-        );
-        qb.push_values(chunk, |mut b, (host, cycle, kind, message)| {
-            b.push_bind(host.clone())
-                .push_bind(cycle.clone())
-                .push_bind(kind.to_string())
-                .push_bind(day.to_owned())
-                .push_bind(message.to_string())
-                .push_bind(now.to_owned());
-        });
-        qb.push(" ON CONFLICT (host_id, cycle, kind, day) DO NOTHING RETURNING host_id, cycle, kind, message");
-        let rows = qb
-            .build()
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(StoreError::sql("recording notices"))?;
-        for r in &rows {
-            let host: String = r.try_get(0).map_err(StoreError::sql("recording notices"))?;
-            let cycle: String = r.try_get(1).map_err(StoreError::sql("recording notices"))?;
-            let kind: String = r.try_get(2).map_err(StoreError::sql("recording notices"))?;
-            let message: String = r.try_get(3).map_err(StoreError::sql("recording notices"))?;
-            if kind == "renewed" {
-                tracing::info!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
-            } else {
-                tracing::warn!(host_id = %host, cycle = %cycle, kind = %kind, "{message}");
-            }
-        }
-        new += rows.len();
-    }
-    Ok(new)
-}
-
 pub(crate) async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
     tx.commit()
         .await
         .map_err(StoreError::sql("committing the transaction"))
-}
-
-pub(crate) async fn insert_operation(
-    tx: &mut Transaction<'static, Sqlite>,
-    kind: &str,
-    source: Source,
-    detail: &str,
-    now: &str,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO operations (kind, source, detail, at) VALUES (?, ?, ?, ?) RETURNING op_id",
-    )
-    .bind(kind)
-    .bind(source.as_str())
-    .bind(detail)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(StoreError::sql("recording the operation"))?;
-    row.try_get(0)
-        .map_err(StoreError::sql("recording the operation"))
-}
-
-pub(crate) struct ChangeRow {
-    host_id: String,
-    kind: &'static str,
-    field: Option<&'static str>,
-    old: Option<String>,
-    new: Option<String>,
-}
-
-impl ChangeRow {
-    pub(crate) fn new(
-        host_id: &str,
-        kind: &'static str,
-        field: Option<&'static str>,
-        old: Option<String>,
-        new: Option<String>,
-    ) -> Self {
-        Self {
-            host_id: host_id.to_owned(),
-            kind,
-            field,
-            old,
-            new,
-        }
-    }
-}
-
-pub(crate) async fn insert_host_changes(
-    tx: &mut Transaction<'static, Sqlite>,
-    op_id: i64,
-    changes: &[ChangeRow],
-    source: Source,
-    now: &str,
-) -> Result<(), StoreError> {
-    for chunk in changes.chunks(JSON_CHUNK) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|c| (&c.host_id, c.kind, c.field, &c.old, &c.new))
-            .collect();
-        sqlx::query(
-            "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at)
-             SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4, ?3, ?4
-             FROM jsonb_each(?1)",
-        )
-        .bind(json_rows(&rows)?)
-        .bind(op_id)
-        .bind(source.as_str())
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::sql("recording host changes"))?;
-    }
-    Ok(())
 }
 
 /// Rows per statement of the writers that bind one JSON array per statement: a million rows
@@ -1146,58 +557,6 @@ fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
         what: format!("cannot encode rows: {e}"),
     })
-}
-
-async fn write_policies(
-    tx: &mut Transaction<'static, Sqlite>,
-    op_id: i64,
-    rows: &[(&HostId, Policy, Option<Policy>)],
-    source: Source,
-    now: &str,
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(JSON_CHUNK) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|(id, p, old)| {
-                (
-                    id.as_str(),
-                    p.status.as_str(),
-                    p.period.n,
-                    p.period.unit.as_str(),
-                    old.map(|o| o.status.as_str()),
-                    old.map(|o| o.period.n),
-                    old.map(|o| o.period.unit.as_str()),
-                )
-            })
-            .collect();
-        let json = json_rows(&rows)?;
-        sqlx::query(
-            "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1) WHERE true
-             ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
-               duration = excluded.duration, period_unit = excluded.period_unit,
-               updated_at = excluded.updated_at",
-        )
-        .bind(&json)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::sql("writing policies"))?;
-        sqlx::query(
-            "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
-               old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at)
-             SELECT ?2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, ?3, ?4
-             FROM jsonb_each(?1)",
-        )
-        .bind(&json)
-        .bind(op_id)
-        .bind(source.as_str())
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::sql("recording policy changes"))?;
-    }
-    Ok(())
 }
 
 /// An exclusive lock on `<database>-migrate.lock`, waited for (migrations are quick).
