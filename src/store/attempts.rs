@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::rows::{get, time};
+use super::rows::get;
 use super::{
     CHUNK, ChangeRow, HostRecord, Source, Store, StoreError, commit, insert_host_changes,
     insert_notices, insert_operation,
@@ -1069,22 +1069,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Hosts whose current cycle began with a renewal recorded here (for `plan`'s `renewed`).
-    pub async fn renewed_into_current_cycle(
-        &self,
-    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.host_id, c.cycle FROM cycle_closures c JOIN hosts h ON h.host_id = c.host_id
-             WHERE c.outcome IN ('renewed', 'renewed_elsewhere') AND c.new_expiry = h.expired_time",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::sql("reading renewals"))?;
-        rows.iter()
-            .map(|r| Ok((get(r, "host_id")?, time(r, "cycle")?)))
-            .collect()
     }
 }
 

@@ -316,10 +316,11 @@ impl HostWriter {
     }
 }
 
-/// The stored rows of these hosts (removed or not), inside a transaction: the ids bound as one
-/// JSON array, each row read as one packed value (see [`RawHost`]).
-async fn records_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// The stored rows of these hosts (removed or not), in id order, on `conn` (the pool's or a
+/// transaction's): the ids bound as one JSON array, each row read as one packed value (see
+/// [`RawHost`]).
+pub(super) async fn records_in(
+    conn: &mut sqlx::SqliteConnection,
     ids: impl Iterator<Item = &HostId>,
 ) -> Result<Vec<HostRecord>, StoreError> {
     let ids: Vec<&str> = ids.map(HostId::as_str).collect();
@@ -333,7 +334,7 @@ async fn records_in(
           WHERE h.host_id IN (SELECT value FROM json_each(?1)) ORDER BY h.host_id"
     ))
     .bind(ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(conn)
     .await
     .map_err(StoreError::sql("reading hosts"))?;
     rows.iter()

@@ -278,25 +278,12 @@ impl Store {
 
     /// The hosts with these ids (removed or not), in id order.
     pub async fn hosts_by_ids(&self, ids: &[HostId]) -> Result<Vec<HostRecord>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new(concat!(rows_select!(), " WHERE h.host_id IN ("));
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.as_str().to_owned());
-            }
-            qb.push(") ORDER BY h.host_id");
-            let rows = qb
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::sql("reading hosts"))?;
-            for r in &rows {
-                out.push(HostRecord::from_row(r)?);
-            }
-        }
-        Ok(out)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::sql("reading hosts"))?;
+        hosts::records_in(&mut conn, ids.iter()).await
     }
 
     // ------------------------------------------------------------------ writes

@@ -342,10 +342,3 @@ where
 {
     r.try_get(col).map_err(StoreError::sql("decoding a row"))
 }
-
-pub(super) fn time(r: &SqliteRow, col: &'static str) -> Result<DateTime<Utc>, StoreError> {
-    let s: String = get(r, col)?;
-    parse_instant(&s).map_err(|_| StoreError::Corrupt {
-        what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
-    })
-}

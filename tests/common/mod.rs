@@ -265,7 +265,6 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// A plain connection to the database file, as an auditor's `sqlite3` would open it: for
 /// checks the `Store` API does not (and should not) offer.
-#[allow(dead_code)]
 pub async fn auditor(db: &Path) -> sqlx::SqlitePool {
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)

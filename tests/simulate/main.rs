@@ -20,6 +20,8 @@
 //! interleavings (which await a kill lands on) can differ between runs of one seed.
 
 mod check;
+#[path = "../common/mod.rs"]
+mod common;
 mod schedule;
 mod world;
 

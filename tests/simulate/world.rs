@@ -625,16 +625,7 @@ impl World {
             s.charge_cloud_auto_renew();
             (s.ledger.clone(), s.faults_fired.clone())
         });
-        let store = {
-            let opts = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&self.cfg.database.path)
-                .busy_timeout(std::time::Duration::from_secs(10));
-            sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(opts)
-                .await
-                .expect("open the database file")
-        };
+        let store = crate::common::auditor(&self.cfg.database.path).await;
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT a.client_token, ah.host_id, ah.cycle FROM attempts a JOIN attempt_hosts ah ON ah.attempt_id = a.attempt_id",
         )
