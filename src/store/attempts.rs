@@ -1176,14 +1176,20 @@ async fn insert_host_outcomes(
     Ok(())
 }
 
-/// The candidates query, on the pool or inside a transaction.
-async fn candidates_on<'c, E>(exec: E, window: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Sqlite>,
-{
-    let rows = sqlx::query(concat!(
+/// The hosts that may be due in a window `?1`: AutoRenewal PrePaid hosts without an open
+/// attempt whose cycle is in its windows and neither closed nor failed definitively in this
+/// window, or whose closed cycle the cloud has not been read for in this window, or whose cloud
+/// expiry shows another such cycle.
+const CANDIDATES: &str = concat!(
             rows_select!(),
-            " WHERE h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
+            // Each branch of the OR below implies that the host is in one of these three sets,
+            // each read from an index (two date ranges and the closures' key), so a pass reads
+            // the hosts that may be due, not every host.
+            " WHERE h.host_id IN (
+                  SELECT host_id FROM hosts WHERE first_window <= ?1 AND removed_at IS NULL
+                  UNION ALL SELECT host_id FROM cycle_closures
+                  UNION ALL SELECT host_id FROM hosts WHERE cloud_first_window <= ?1 AND removed_at IS NULL)
+                AND h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
                 AND p.renewal_status = 'AutoRenewal'
                 AND NOT EXISTS (SELECT 1 FROM attempt_open ao JOIN attempt_hosts ah ON ah.attempt_id = ao.attempt_id
                                 WHERE ah.host_id = h.host_id)
@@ -1198,7 +1204,14 @@ where
                    AND NOT EXISTS (", failed_in_window!("h.cloud_expired_time"), "))
                 )
               ORDER BY h.region_id, h.host_id"
-        ))
+);
+
+/// The candidates query, on the pool or inside a transaction.
+async fn candidates_on<'c, E>(exec: E, window: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let rows = sqlx::query(CANDIDATES)
         .bind(to_db(window))
         .fetch_all(exec)
         .await
@@ -1210,6 +1223,37 @@ where
 mod tests {
     use super::*;
     use crate::domain::protocol::{AttemptOutcome, BlockReason, Closure, HostOutcome, NoticeKind};
+
+    /// A pass reads the hosts that may be due through the indexes, never every host: the plan
+    /// searches `hosts` by key or by a window range and scans only the closures' key.
+    #[tokio::test]
+    async fn the_due_set_is_read_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db"), Default::default())
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {CANDIDATES}"
+        )))
+        .bind("2027-01-01T00:00:00Z")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        let text = plan.join("\n");
+        for index in ["hosts_by_first_window", "hosts_by_cloud_first_window"] {
+            assert!(text.contains(index), "{index} is used:\n{text}");
+        }
+        let scans: Vec<&String> = plan.iter().filter(|d| d.starts_with("SCAN")).collect();
+        assert!(
+            scans
+                .iter()
+                .all(|d| d.contains("cycle_closures") || d.contains("COVERING INDEX")),
+            "no table is scanned but the closures' key:\n{text}"
+        );
+    }
 
     /// Every value of the protocol's enums is one the database's CHECK constraints accept, and
     /// every value they accept is one the enums know (the column would not decode otherwise).
