@@ -651,3 +651,86 @@ fn a_bad_row_after_the_first_chunks_rolls_the_whole_import_back() {
     let hosts = env.json(&["hosts", "list", "--json"]);
     assert_eq!(hosts.as_array().unwrap().len(), 12_001);
 }
+
+/// An import large against the inventory sets the secondary indexes of `hosts` aside and
+/// rebuilds them at commit. A bad row after they were set aside leaves them as they were; the
+/// mended file's rebuild leaves the same definitions, each holding every host.
+#[test]
+fn a_bulk_import_rebuilds_the_indexes_it_set_aside_or_leaves_them_untouched() {
+    let env = Env::new();
+    env.import("dedicated_host_id,region_id,expired_time,charge_type\ndh-before,cn-hangzhou,2027-06-01T16:00Z,PrePaid\n");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let schema = || {
+        rt.block_on(async {
+            let pool = common::auditor(&env.db).await;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, sql FROM sqlite_schema
+                 WHERE type = 'index' AND tbl_name = 'hosts' AND sql IS NOT NULL ORDER BY name",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            rows
+        })
+    };
+    let before = schema();
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hosts_by_cloud_first_window",
+            "hosts_by_expiry",
+            "hosts_by_first_window",
+            "hosts_by_region"
+        ]
+    );
+
+    // 60,000 rows: the indexes are set aside once 50,000 are written; row 55,000 is bad.
+    let good = common::bulk_csv(60_000);
+    let bad = good.replace(
+        "dh-bulk-055000,cn-hangzhou,2027-01-09T16:00Z,PrePaid",
+        "dh-bulk-055000,cn-hangzhou,2027-01-09T16:00Z,Spot",
+    );
+    assert!(good != bad, "the row to break is in the file");
+    let file = env.write("bulk.csv", &bad);
+    let r = env
+        .run(&["hosts", "import", file.to_str().unwrap()])
+        .expect(3);
+    assert!(
+        r.stderr.contains("line 55002, field charge_type"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(schema(), before, "the indexes are as they were");
+
+    let file = env.write("bulk.csv", &good);
+    env.run(&["hosts", "import", file.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(schema(), before, "the same indexes, rebuilt");
+    let (check, counts): (String, Vec<i64>) = rt.block_on(async {
+        let pool = common::auditor(&env.db).await;
+        let check = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let mut counts = Vec::new();
+        for q in [
+            "SELECT count(*) FROM hosts INDEXED BY hosts_by_expiry WHERE removed_at IS NULL AND expired_time > ''",
+            "SELECT count(*) FROM hosts INDEXED BY hosts_by_first_window WHERE removed_at IS NULL AND first_window > ''",
+            "SELECT count(*) FROM hosts INDEXED BY hosts_by_region WHERE removed_at IS NULL AND region_id > ''",
+        ] {
+            counts.push(sqlx::query_scalar(q).fetch_one(&pool).await.unwrap());
+        }
+        pool.close().await;
+        (check, counts)
+    });
+    assert_eq!(check, "ok", "every index agrees with the table");
+    assert_eq!(
+        counts,
+        [60_001, 60_001, 60_001],
+        "each index holds every host"
+    );
+    let hosts = env.json(&["hosts", "list", "--json"]);
+    assert_eq!(hosts.as_array().unwrap().len(), 60_001);
+}

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::import;
 use futures_util::StreamExt;
 
-use crate::store::{HostChange, HostRecord, PolicyChange, Source, StoreError, UpsertSummary};
+use crate::store::{
+    EncodedHosts, HostChange, HostRecord, PolicyChange, Source, StoreError, UpsertSummary,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCmd {
@@ -377,10 +379,14 @@ async fn add(config: &Config, a: &AddArgs) -> Result<()> {
 async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Result<()> {
     let shown = file.display().to_string();
     let text = import::read_file(file).map_err(Error::Usage)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::store::HostInput>>(2);
+    // The parsing thread also encodes each chunk's rows, so that the database's thread, the
+    // import's bottleneck, is not kept waiting for either.
+    let schedule = config.schedule.schedule();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<EncodedHosts>>(2);
     let parser = tokio::task::spawn_blocking(move || {
         import::parse_chunks(&text, crate::store::WRITE_CHUNK, &mut |c| {
-            tx.blocking_send(c).is_ok()
+            let encoded = EncodedHosts::new(&schedule, c).map_err(Error::from);
+            tx.blocking_send(encoded).is_ok()
         })
     });
     let parsed = |r: std::result::Result<_, tokio::task::JoinError>| match r {
@@ -404,6 +410,7 @@ async fn import_file(config: &Config, file: &std::path::Path, json: bool) -> Res
     let mut rows = 0;
     let mut chunk = Some(first);
     while let Some(c) = chunk {
+        let c = c?;
         rows += c.len();
         for rec in writer.write(&c).await? {
             warnings.add(&rec, config);

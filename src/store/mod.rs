@@ -230,14 +230,7 @@ impl Store {
     }
 
     fn windows_of(&self, host: &Host) -> (Option<String>, Option<String>) {
-        if host.charge_type == ChargeType::PostPaid || host.status.is_released() {
-            return (None, None);
-        }
-        let e = host.expired_time;
-        (
-            self.schedule.first_window(e).map(to_db),
-            self.schedule.last_window(e).map(to_db),
-        )
+        windows(&self.schedule, host)
     }
 
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -301,7 +294,8 @@ impl Store {
     ) -> Result<UpsertSummary, StoreError> {
         let mut w = self.begin_upsert(kind, source, detail, now).await?;
         for chunk in inputs.chunks(hosts::WRITE_CHUNK) {
-            w.write(chunk).await?;
+            w.write(&EncodedHosts::new(&self.schedule, chunk.to_vec())?)
+                .await?;
         }
         w.commit().await
     }
@@ -313,62 +307,18 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         existing: &HashMap<String, HostRecord>,
-        inputs: &[HostInput],
+        inputs: &EncodedHosts,
         op_id: i64,
         source: Source,
         now_s: &str,
         restore_removed: bool,
     ) -> Result<UpsertSummary, StoreError> {
         let plan = Upsert::plan(existing, inputs, restore_removed);
-        self.write_hosts(tx, &plan.new_rows, now_s, None).await?;
-        self.write_hosts(tx, &plan.host_rows, now_s, Some(restore_removed))
-            .await?;
+        write_hosts(tx, &plan.new_rows, now_s, None).await?;
+        write_hosts(tx, &plan.host_rows, now_s, Some(restore_removed)).await?;
         insert_host_changes(tx, op_id, &plan.changes, source, now_s).await?;
         write_policies(tx, op_id, &plan.policy_rows, source, now_s).await?;
         Ok(plan.summary)
-    }
-
-    /// Adds these host rows (`upsert` None: they are new, and a row already there is an error)
-    /// or replaces them (`Some(restore_removed)`: a removed host is restored if true).
-    async fn write_hosts(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        host_rows: &[&Host],
-        now_s: &str,
-        upsert: Option<bool>,
-    ) -> Result<(), StoreError> {
-        for chunk in host_rows.chunks(JSON_CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|h| {
-                    let (first, last) = self.windows_of(h);
-                    (
-                        h.id.as_str(),
-                        &h.region_id,
-                        &h.zone_id,
-                        h.charge_type.as_str(),
-                        &h.status.0,
-                        to_db(h.expired_time),
-                        &h.sale_cycle,
-                        i64::from(h.financial_lock),
-                        first,
-                        last,
-                    )
-                })
-                .collect();
-            let sql = match upsert {
-                None => INSERT_HOSTS,
-                Some(_) => UPSERT_HOSTS,
-            };
-            sqlx::query(sql)
-                .bind(json_rows(&rows)?)
-                .bind(now_s)
-                .bind(upsert.unwrap_or(false))
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::sql("writing hosts"))?;
-        }
-        Ok(())
     }
 
     /// The cloud's last word on each host it returned (the read time, the expiry, the first
@@ -453,14 +403,108 @@ const UPSERT_HOSTS: &str = concat!(
       updated_at = excluded.updated_at"
 );
 
+/// Adds these encoded host rows (`upsert` None: they are new, and a row already there is an
+/// error) or replaces them (`Some(restore_removed)`: a removed host is restored if true).
+async fn write_hosts(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &[&str],
+    now_s: &str,
+    upsert: Option<bool>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(JSON_CHUNK) {
+        let mut json = String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+        json.push('[');
+        for (i, r) in chunk.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(r);
+        }
+        json.push(']');
+        let sql = match upsert {
+            None => INSERT_HOSTS,
+            Some(_) => UPSERT_HOSTS,
+        };
+        sqlx::query(sql)
+            .bind(json)
+            .bind(now_s)
+            .bind(upsert.unwrap_or(false))
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("writing hosts"))?;
+    }
+    Ok(())
+}
+
+/// Hosts to write, each with its `hosts` columns already encoded as one JSON array (the windows
+/// computed from the schedule). An import encodes a chunk on its parsing thread, so that the
+/// database is not kept waiting for it.
+pub struct EncodedHosts {
+    inputs: Vec<HostInput>,
+    rows: Vec<String>,
+}
+
+impl EncodedHosts {
+    pub fn new(schedule: &Schedule, inputs: Vec<HostInput>) -> Result<Self, StoreError> {
+        let rows = inputs
+            .iter()
+            .map(|i| {
+                let h = &i.host;
+                let (first, last) = windows(schedule, h);
+                serde_json::to_string(&(
+                    h.id.as_str(),
+                    &h.region_id,
+                    &h.zone_id,
+                    h.charge_type.as_str(),
+                    &h.status.0,
+                    to_db(h.expired_time),
+                    &h.sale_cycle,
+                    i64::from(h.financial_lock),
+                    first,
+                    last,
+                ))
+                .map_err(|e| StoreError::Corrupt {
+                    what: format!("cannot encode a host row: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { inputs, rows })
+    }
+
+    pub fn inputs(&self) -> &[HostInput] {
+        &self.inputs
+    }
+
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+/// A host's first and last auto-renew window under `schedule`, as stored (none for PostPaid or
+/// released hosts).
+fn windows(schedule: &Schedule, host: &Host) -> (Option<String>, Option<String>) {
+    if host.charge_type == ChargeType::PostPaid || host.status.is_released() {
+        return (None, None);
+    }
+    let e = host.expired_time;
+    (
+        schedule.first_window(e).map(to_db),
+        schedule.last_window(e).map(to_db),
+    )
+}
+
 /// What an upsert writes, decided from the rows as they are: which hosts are added, updated
 /// or restored (with a history row per changed field), and which policies change.
 struct Upsert<'a> {
     summary: UpsertSummary,
     /// Hosts not in the inventory yet.
-    new_rows: Vec<&'a Host>,
+    new_rows: Vec<&'a str>,
     /// Hosts replaced (changed or restored).
-    host_rows: Vec<&'a Host>,
+    host_rows: Vec<&'a str>,
     changes: Vec<ChangeRow>,
     policy_rows: Vec<(&'a HostId, Policy, Option<Policy>)>,
 }
@@ -468,22 +512,22 @@ struct Upsert<'a> {
 impl<'a> Upsert<'a> {
     fn plan(
         existing: &HashMap<String, HostRecord>,
-        inputs: &'a [HostInput],
+        encoded: &'a EncodedHosts,
         restore_removed: bool,
     ) -> Self {
         let mut summary = UpsertSummary::default();
-        let mut new_rows: Vec<&Host> = Vec::new();
-        let mut host_rows: Vec<&Host> = Vec::new();
+        let mut new_rows: Vec<&str> = Vec::new();
+        let mut host_rows: Vec<&str> = Vec::new();
         let mut changes: Vec<ChangeRow> = Vec::new();
         let mut policy_rows: Vec<(&HostId, Policy, Option<Policy>)> = Vec::new();
 
-        for input in inputs {
+        for (input, row) in encoded.inputs.iter().zip(&encoded.rows) {
             let h = &input.host;
             let id = h.id.as_str();
             match existing.get(id) {
                 None => {
                     summary.added += 1;
-                    new_rows.push(h);
+                    new_rows.push(row);
                     changes.push(ChangeRow::new(id, "added", None, None, None));
                 }
                 Some(old) => {
@@ -497,7 +541,7 @@ impl<'a> Upsert<'a> {
                         summary.unchanged += 1;
                     } else {
                         summary.updated += usize::from(!diffs.is_empty());
-                        host_rows.push(h);
+                        host_rows.push(row);
                         for (field, o, n) in diffs {
                             changes.push(ChangeRow::new(
                                 id,

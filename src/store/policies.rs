@@ -107,13 +107,19 @@ pub(super) async fn write_policies(
             })
             .collect();
         let json = json_rows(&rows)?;
-        sqlx::query(
+        // A host without a policy before has no row in `policies` (the old policy was read
+        // through a join on it), so most rows of an import go in by a plain insert.
+        let replaces = chunk.iter().any(|(_, _, old)| old.is_some());
+        sqlx::query(if replaces {
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
              SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1) WHERE true
              ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
                duration = excluded.duration, period_unit = excluded.period_unit,
-               updated_at = excluded.updated_at",
-        )
+               updated_at = excluded.updated_at"
+        } else {
+            "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
+             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1)"
+        })
         .bind(&json)
         .bind(now)
         .execute(&mut **tx)

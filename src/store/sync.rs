@@ -39,13 +39,16 @@ impl Store {
         let cloud: Vec<&Host> = cloud.iter().filter(|h| !changed(h.id.as_str())).collect();
         let expiry_moved_back = expiry_moved_back(&existing, &cloud);
         let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
-        let inputs: Vec<HostInput> = cloud
-            .iter()
-            .map(|h| HostInput {
-                host: (*h).clone(),
-                policy: None,
-            })
-            .collect();
+        let inputs = EncodedHosts::new(
+            &self.schedule,
+            cloud
+                .iter()
+                .map(|h| HostInput {
+                    host: (*h).clone(),
+                    policy: None,
+                })
+                .collect(),
+        )?;
         let upsert = self
             .upsert_in_tx(
                 &mut tx,
