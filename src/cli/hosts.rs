@@ -123,13 +123,14 @@ pub async fn run(config: &Config, cmd: HostsCmd) -> Result<()> {
 async fn list(config: &Config, all: bool, json: bool) -> Result<()> {
     let store = crate::app::store(config).await?;
     let now = Utc::now();
+    let mut planner = super::plan::Planner::new(config);
     let mut hosts = store.planned_hosts(all);
     let mut out = json.then(output::JsonArray::stdout);
     let mut rows: Vec<Vec<String>> = Vec::new();
     while let Some(ph) = hosts.next().await {
         let ph = ph?;
         let plan = if ph.record.removed_at.is_none() {
-            super::plan::entry(&ph, config, now, None)
+            planner.entry(&ph, now, None)
         } else {
             None
         };
@@ -198,7 +199,7 @@ async fn show(config: &Config, id: &str, json: bool) -> Result<()> {
     store.close().await;
     let now = Utc::now();
     let plan = if ph.record.removed_at.is_none() {
-        super::plan::entry(&ph, config, now, None)
+        super::plan::Planner::new(config).entry(&ph, now, None)
     } else {
         None
     };

@@ -1,5 +1,7 @@
 //! `plan`: where every host stands at an instant and when the engine will act next.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use serde::Serialize;
@@ -8,6 +10,7 @@ use super::attention::{self, Attention};
 use super::output::{self, local_short, or_dash, utc, zoned};
 use crate::config::Config;
 use crate::domain::plan::{HostPlan, HostState, plan_host};
+use crate::domain::window::WindowMemo;
 use crate::error::Result;
 use crate::store::PlannedHost;
 use futures_util::StreamExt;
@@ -46,42 +49,69 @@ pub struct PlanEntry {
     pub attention: Vec<Attention>,
 }
 
-/// The plan entry of one host at `at`; `None` when `horizon` is set and the host has no window
-/// at or before it.
-pub fn entry(
-    ph: &PlannedHost,
-    config: &Config,
-    at: DateTime<Utc>,
-    horizon: Option<DateTime<Utc>>,
-) -> Option<PlanEntry> {
-    let schedule = &config.schedule.schedule();
-    let rec = &ph.record;
-    let policy = rec.effective_policy();
-    let HostPlan {
-        state,
-        next_window,
-        last_window,
-    } = plan_host(&rec.host, &policy, schedule, at, ph.history);
-    if let Some(h) = horizon
-        && next_window.is_none_or(|w| w > h)
-    {
-        return None;
+/// Plan entries of many hosts. Hosts share expiries and windows, so the windows are remembered
+/// per expiry and their text per instant: a million hosts cost a few thousand time-zone
+/// conversions, not tens of millions.
+pub struct Planner<'a> {
+    config: &'a Config,
+    windows: WindowMemo,
+    text: HashMap<DateTime<Utc>, (String, String)>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(config: &'a Config) -> Self {
+        Self {
+            config,
+            windows: WindowMemo::new(config.schedule.schedule()),
+            text: HashMap::new(),
+        }
     }
-    Some(PlanEntry {
-        host_id: rec.host.id.to_string(),
-        region_id: rec.host.region_id.clone(),
-        charge_type: rec.host.charge_type.to_string(),
-        expired_time: utc(rec.host.expired_time),
-        renewal_status: policy.status.to_string(),
-        duration: policy.period.n,
-        period_unit: policy.period.unit.to_string(),
-        state: state.to_string(),
-        next_window: next_window.map(|w| zoned(w, schedule.tz)),
-        last_window: last_window.map(|w| zoned(w, schedule.tz)),
-        days_left: (!matches!(state, HostState::Released | HostState::Postpaid))
-            .then(|| output::days_left(rec.host.expired_time, at)),
-        attention: attention::of(rec, config),
-    })
+
+    /// An instant as RFC 3339 in UTC and in the schedule's zone.
+    fn text(&mut self, t: DateTime<Utc>) -> &(String, String) {
+        if self.text.len() >= WindowMemo::LIMIT && !self.text.contains_key(&t) {
+            self.text.clear();
+        }
+        let tz = self.windows.schedule().tz;
+        self.text.entry(t).or_insert_with(|| (utc(t), zoned(t, tz)))
+    }
+
+    /// The plan entry of one host at `at`; `None` when `horizon` is set and the host has no
+    /// window at or before it.
+    pub fn entry(
+        &mut self,
+        ph: &PlannedHost,
+        at: DateTime<Utc>,
+        horizon: Option<DateTime<Utc>>,
+    ) -> Option<PlanEntry> {
+        let rec = &ph.record;
+        let policy = rec.effective_policy();
+        let HostPlan {
+            state,
+            next_window,
+            last_window,
+        } = plan_host(&rec.host, &policy, &mut self.windows, at, ph.history);
+        if let Some(h) = horizon
+            && next_window.is_none_or(|w| w > h)
+        {
+            return None;
+        }
+        Some(PlanEntry {
+            host_id: rec.host.id.to_string(),
+            region_id: rec.host.region_id.clone(),
+            charge_type: rec.host.charge_type.to_string(),
+            expired_time: self.text(rec.host.expired_time).0.clone(),
+            renewal_status: policy.status.to_string(),
+            duration: policy.period.n,
+            period_unit: policy.period.unit.to_string(),
+            state: state.to_string(),
+            next_window: next_window.map(|w| self.text(w).1.clone()),
+            last_window: last_window.map(|w| self.text(w).1.clone()),
+            days_left: (!matches!(state, HostState::Released | HostState::Postpaid))
+                .then(|| output::days_left(rec.host.expired_time, at)),
+            attention: attention::of(rec, self.config),
+        })
+    }
 }
 
 /// The table for people (JSON is streamed by [`run`]).
@@ -138,11 +168,12 @@ pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     let store = crate::app::store(config).await?;
     let at = args.at.unwrap_or_else(Utc::now);
     let horizon = args.days.map(|d| at + Duration::days(i64::from(d)));
+    let mut planner = Planner::new(config);
     let mut rows = store.planned_hosts(false);
     let result = if args.json {
         let mut out = output::JsonArray::stdout();
         while let Some(ph) = rows.next().await {
-            if let Some(e) = entry(&ph?, config, at, horizon) {
+            if let Some(e) = planner.entry(&ph?, at, horizon) {
                 out.push(&e)?;
             }
         }
@@ -150,7 +181,7 @@ pub async fn run(config: &Config, args: &PlanArgs) -> Result<()> {
     } else {
         let mut entries = Vec::new();
         while let Some(ph) = rows.next().await {
-            entries.extend(entry(&ph?, config, at, horizon));
+            entries.extend(planner.entry(&ph?, at, horizon));
         }
         print_table(&entries, config.display.timezone, at)
     };

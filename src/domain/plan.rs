@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::host::{ChargeType, Host};
 use super::policy::{Policy, RenewalStatus};
-use super::window::Schedule;
+use super::window::WindowMemo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,7 +80,7 @@ pub struct HostHistory {
 pub fn plan_host(
     host: &Host,
     policy: &Policy,
-    schedule: &Schedule,
+    windows: &mut WindowMemo,
     at: DateTime<Utc>,
     history: HostHistory,
 ) -> HostPlan {
@@ -96,8 +96,8 @@ pub fn plan_host(
         return none(HostState::Postpaid);
     }
     let e = host.expired_time;
-    // The cycle's windows, computed once (each is a time-zone conversion).
-    let windows = schedule.windows(e);
+    // The cycle's windows (remembered per expiry: each is a time-zone conversion).
+    let windows = windows.windows(e);
     let last_window = windows.last().copied();
     let with = |state, next_window| HostPlan {
         state,
@@ -132,6 +132,7 @@ mod tests {
     use crate::domain::host::HostStatus;
     use crate::domain::ids::HostId;
     use crate::domain::time::parse_instant;
+    use crate::domain::window::Schedule;
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_instant(s).unwrap()
@@ -159,12 +160,12 @@ mod tests {
 
     #[test]
     fn spec_examples_before_the_first_window() {
-        let s = Schedule::default();
+        let s = &mut WindowMemo::new(Schedule::default());
         let at = t("2026-12-01T00:00:00Z");
         let a = plan_host(
             &host("2026-12-10T16:00Z"),
             &auto(),
-            &s,
+            s,
             at,
             HostHistory::default(),
         );
@@ -174,7 +175,7 @@ mod tests {
         let b = plan_host(
             &host("2026-12-11T01:00Z"),
             &auto(),
-            &s,
+            s,
             at,
             HostHistory::default(),
         );
@@ -184,11 +185,11 @@ mod tests {
 
     #[test]
     fn due_points_at_the_latest_window() {
-        let s = Schedule::default();
+        let s = &mut WindowMemo::new(Schedule::default());
         let p = plan_host(
             &host("2026-12-10T16:00Z"),
             &auto(),
-            &s,
+            s,
             t("2026-12-04T09:00:00+08:00"),
             HostHistory::default(),
         );
@@ -198,18 +199,18 @@ mod tests {
 
     #[test]
     fn other_states() {
-        let s = Schedule::default();
+        let s = &mut WindowMemo::new(Schedule::default());
         let at = t("2026-12-01T00:00:00Z");
         let mut h = host("2026-12-10T16:00Z");
         assert_eq!(
-            plan_host(&h, &Policy::default(), &s, at, HostHistory::default()).state,
+            plan_host(&h, &Policy::default(), s, at, HostHistory::default()).state,
             HostState::NotManaged
         );
         assert_eq!(
             plan_host(
                 &h,
                 &auto(),
-                &s,
+                s,
                 t("2026-12-10T16:00:00Z"),
                 HostHistory::default()
             )
@@ -218,12 +219,12 @@ mod tests {
         );
         h.charge_type = ChargeType::PostPaid;
         assert_eq!(
-            plan_host(&h, &auto(), &s, at, HostHistory::default()).state,
+            plan_host(&h, &auto(), s, at, HostHistory::default()).state,
             HostState::Postpaid
         );
         h.status = HostStatus("Released".into());
         assert_eq!(
-            plan_host(&h, &auto(), &s, at, HostHistory::default()).state,
+            plan_host(&h, &auto(), s, at, HostHistory::default()).state,
             HostState::Released
         );
     }

@@ -29,6 +29,42 @@ impl Default for Schedule {
 /// Upper bound on windows per cycle, so a pathological config cannot make an unbounded loop.
 const MAX_WINDOWS: u32 = 400;
 
+/// A schedule that remembers the windows of the expiries it was asked about. Hosts share their
+/// expiries (the cloud sets them at midnight UTC+8), so a million hosts need a few thousand
+/// computations of ten time-zone conversions each, not a million. Bounded: past
+/// [`WindowMemo::LIMIT`] expiries it starts afresh.
+#[derive(Debug, Clone)]
+pub struct WindowMemo {
+    schedule: Schedule,
+    memo: std::collections::HashMap<DateTime<Utc>, Vec<DateTime<Utc>>>,
+}
+
+impl WindowMemo {
+    pub const LIMIT: usize = 16_384;
+
+    pub fn new(schedule: Schedule) -> Self {
+        Self {
+            schedule,
+            memo: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// [`Schedule::windows`] of `expiry`.
+    pub fn windows(&mut self, expiry: DateTime<Utc>) -> &[DateTime<Utc>] {
+        if self.memo.len() >= Self::LIMIT && !self.memo.contains_key(&expiry) {
+            self.memo.clear();
+        }
+        let schedule = self.schedule;
+        self.memo
+            .entry(expiry)
+            .or_insert_with(|| schedule.windows(expiry))
+    }
+}
+
 impl Schedule {
     /// The window instant on a local calendar date. In a zone with daylight saving, a time that
     /// falls in a spring-forward gap moves forward by the gap; an ambiguous time takes the earlier.

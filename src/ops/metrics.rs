@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 
 use crate::domain::plan::plan_host;
 use crate::domain::protocol::{NoticeKind, PassResult, Trigger};
+use crate::domain::window::WindowMemo;
 use crate::ecs::client::LATENCY_BUCKETS;
 use crate::store::{StoreError, TrailCounts};
 
@@ -108,13 +109,14 @@ async fn hosts(s: &OpsState, o: &mut Out) -> Result<(), StoreError> {
         "gauge",
         "Next (or due) renewal window of each managed host (Unix time).",
     );
+    let mut windows = WindowMemo::new(s.schedule);
     let mut rows = s.store.planned_hosts(false);
     while let Some(ph) = rows.next().await {
         let ph = ph?;
         let r = &ph.record;
         let id = r.host.id.as_str();
         let policy = r.effective_policy();
-        let p = plan_host(&r.host, &policy, &s.schedule, now, ph.history);
+        let p = plan_host(&r.host, &policy, &mut windows, now, ph.history);
         o.sample(
             "host_expiry_timestamp_seconds",
             &[

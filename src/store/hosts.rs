@@ -22,43 +22,56 @@ pub struct PlannedHost {
     pub history: HostHistory,
 }
 
+/// Whether a host has an attempt without an outcome: NULL if not, else whether one is blocked.
+macro_rules! open_attempt {
+    () => {
+        "(SELECT max(EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id))
+          FROM attempt_hosts ah JOIN attempt_open ao ON ao.attempt_id = ah.attempt_id
+          WHERE ah.host_id = h.host_id)"
+    };
+}
+
 /// One host as a JSON array: its columns (see [`RawHost`]), then the two facts of its history
-/// that decide its state: a renewal recorded into the current cycle, and an open (possibly
-/// blocked) attempt on it.
+/// that decide its state: a renewal recorded into the current cycle, and `$open`, an open
+/// (possibly blocked) attempt on it ([`open_attempt!`], or NULL when no attempt is open).
 macro_rules! planned_json {
-    ($p:literal) => {
+    ($p:literal, $open:expr) => {
         concat!(
             "json_array(",
             host_json!($p),
             ",
                 EXISTS (SELECT 1 FROM cycle_closures c
                         WHERE c.host_id = h.host_id AND c.outcome IN ('renewed', 'renewed_elsewhere')
-                          AND c.new_expiry = h.expired_time),
-                (SELECT max(EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id))
-                 FROM attempt_hosts ah JOIN attempt_open ao ON ao.attempt_id = ah.attempt_id
-                 WHERE ah.host_id = h.host_id))"
+                          AND c.new_expiry = h.expired_time), ",
+            $open,
+            ")"
         )
     };
 }
 
 /// One page of hosts after `?1` in id order, at most `?2`, as one JSON array of
 /// [`planned_json!`] values. The driver's cost is per value it hands over, so a million hosts
-/// read a page per value stream many times faster than a row each. The aggregate reads the
-/// ordered subquery in its order; [`Store::planned_hosts`] checks that the ids ascend.
+/// read a page per value stream many times faster than a row each. The page's keys are chosen
+/// first, then their rows joined in that order; [`Store::planned_hosts`] checks that the ids
+/// ascend.
 macro_rules! planned_page {
-    ($filter:literal) => {
+    ($filter:literal, $open:expr) => {
         concat!(
             "SELECT json_group_array(",
-            planned_json!("h."),
+            planned_json!("p.", $open),
             "), count(*), max(h.host_id)
-             FROM (SELECT h.*, p.renewal_status, p.duration, p.period_unit
-                   FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
-                   WHERE h.host_id > ?1 ",
+             FROM (SELECT k.host_id FROM hosts k WHERE k.host_id > ?1 ",
             $filter,
-            " ORDER BY h.host_id LIMIT ?2) h"
+            " ORDER BY k.host_id LIMIT ?2) page
+             JOIN hosts h ON h.host_id = page.host_id
+             LEFT JOIN policies p ON p.host_id = h.host_id"
         )
     };
 }
+
+/// A page's query for each case: without or with an attempt open when the read began (most
+/// reads find none, and skip a lookup per host).
+type PageSql = [&'static str; 2];
 
 /// Hosts per page of [`Store::planned_hosts`].
 const PAGE: usize = 2_000;
@@ -85,16 +98,24 @@ fn decode<T: serde::de::DeserializeOwned>(j: &str) -> Result<T, StoreError> {
 /// sends each page's JSON on `out`, until the last page or until the receiver is gone.
 async fn read_pages(
     pool: sqlx::SqlitePool,
-    sql: &'static str,
+    sql: PageSql,
     out: mpsc::Sender<Result<String, StoreError>>,
 ) {
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
+    let begun = async {
+        let mut tx = pool.begin().await?;
+        let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attempt_open)")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok::<_, sqlx::Error>((tx, open))
+    };
+    let (mut tx, open) = match begun.await {
+        Ok(begun) => begun,
         Err(e) => {
             let _ = out.send(Err(StoreError::sql("starting a read")(e))).await;
             return;
         }
     };
+    let sql = sql[usize::from(open)];
     let mut after = String::new();
     loop {
         let page: Result<(String, i64, Option<String>), _> = sqlx::query_as(sql)
@@ -155,10 +176,16 @@ impl Store {
         &self,
         include_removed: bool,
     ) -> BoxStream<'static, Result<PlannedHost, StoreError>> {
-        let sql = if include_removed {
-            planned_page!("")
+        let sql: PageSql = if include_removed {
+            [
+                planned_page!("", "NULL"),
+                planned_page!("", open_attempt!()),
+            ]
         } else {
-            planned_page!("AND h.removed_at IS NULL")
+            [
+                planned_page!("AND k.removed_at IS NULL", "NULL"),
+                planned_page!("AND k.removed_at IS NULL", open_attempt!()),
+            ]
         };
         let (json_tx, json_rx) = mpsc::channel(2);
         let (hosts_tx, hosts_rx) = mpsc::channel(2);
@@ -180,7 +207,7 @@ impl Store {
     pub async fn planned_host(&self, id: &HostId) -> Result<Option<PlannedHost>, StoreError> {
         let j: Option<String> = sqlx::query_scalar(concat!(
             "SELECT ",
-            planned_json!("p."),
+            planned_json!("p.", open_attempt!()),
             " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id WHERE h.host_id = ?"
         ))
         .bind(id.as_str())
