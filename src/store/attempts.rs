@@ -18,7 +18,7 @@ use crate::domain::protocol::{
     AttemptKind, AttemptOutcome, BlockReason, Closure, CloudHost, CycleFacts, EventKind,
     HostDecision, HostOutcome, NoticeKind, PassResult, Trigger,
 };
-use crate::domain::time::{parse_instant, to_db};
+use crate::domain::time::{from_db, to_db};
 use crate::domain::{ClientToken, HostId, Period, PeriodUnit};
 
 /// The epoch an actor claimed: every write-ahead checks it is still the current one.
@@ -202,7 +202,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 }
 
 fn instant(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    parse_instant(s).map_err(|_| corrupt(format!("{s:?} is not an RFC 3339 time")))
+    from_db(s).map_err(|_| corrupt(format!("{s:?} is not an RFC 3339 time")))
 }
 
 impl Store {

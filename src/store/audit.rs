@@ -184,6 +184,11 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(StoreError::sql("reading sync runs"))?;
-        Ok(t.and_then(|t| crate::domain::time::parse_instant(&t).ok()))
+        t.map(|t| {
+            crate::domain::time::from_db(&t).map_err(|_| StoreError::Corrupt {
+                what: format!("a sync run's finished_at {t:?} is not an RFC 3339 time"),
+            })
+        })
+        .transpose()
     }
 }

@@ -1,10 +1,10 @@
 //! Notice delivery, per channel: which notices a channel still owes, and every try it made.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
+use super::rows::get;
 use super::{Store, StoreError};
-use crate::domain::time::{parse_instant, to_db};
+use crate::domain::time::{from_db, to_db};
 
 /// A notice a channel has not delivered yet, with the tries it already made.
 #[derive(Debug, Clone)]
@@ -85,27 +85,29 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::sql("reading undelivered notices"))?;
-        let text = |r: &sqlx::sqlite::SqliteRow, c: &str| -> String {
-            r.try_get::<String, _>(c).unwrap_or_default()
-        };
-        Ok(rows
-            .iter()
-            .map(|r| PendingNotice {
-                notice_id: r.try_get("notice_id").unwrap_or_default(),
-                kind: text(r, "kind"),
-                host_id: text(r, "host_id"),
-                region: r.try_get("region_id").unwrap_or(None),
-                cycle: text(r, "cycle"),
-                day: text(r, "day"),
-                message: text(r, "message"),
-                created_at: text(r, "created_at"),
-                tries: r.try_get("tries").unwrap_or(0),
-                last_try: r
-                    .try_get::<Option<String>, _>("last_try")
-                    .unwrap_or(None)
-                    .and_then(|t| parse_instant(&t).ok()),
+        // Every column is decoded strictly: a bad value is an error, never a blank.
+        rows.iter()
+            .map(|r| {
+                Ok(PendingNotice {
+                    notice_id: get(r, "notice_id")?,
+                    kind: get(r, "kind")?,
+                    host_id: get(r, "host_id")?,
+                    region: get(r, "region_id")?,
+                    cycle: get(r, "cycle")?,
+                    day: get(r, "day")?,
+                    message: get(r, "message")?,
+                    created_at: get(r, "created_at")?,
+                    tries: get(r, "tries")?,
+                    last_try: get::<Option<String>>(r, "last_try")?
+                        .map(|t| {
+                            from_db(&t).map_err(|_| StoreError::Corrupt {
+                                what: format!("a delivery's time {t:?} is not an RFC 3339 time"),
+                            })
+                        })
+                        .transpose()?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Records one delivery try (append-only).

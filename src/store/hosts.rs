@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::Either;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::mpsc;
@@ -76,7 +77,7 @@ type PageSql = [&'static str; 2];
 /// Hosts per page of [`Store::planned_hosts`].
 const PAGE: usize = 2_000;
 
-type PlannedJson = (RawHost, i64, Option<i64>);
+type PlannedJson<'a> = (RawHost<'a>, i64, Option<i64>);
 
 fn planned((raw, renewed, open): PlannedJson) -> Result<PlannedHost, StoreError> {
     Ok(PlannedHost {
@@ -88,7 +89,7 @@ fn planned((raw, renewed, open): PlannedJson) -> Result<PlannedHost, StoreError>
     })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(j: &str) -> Result<T, StoreError> {
+fn decode<'a, T: serde::Deserialize<'a>>(j: &'a str) -> Result<T, StoreError> {
     serde_json::from_str(j).map_err(|e| StoreError::Corrupt {
         what: format!("host rows do not decode: {e}"),
     })
@@ -152,12 +153,12 @@ async fn decode_pages(
         let hosts = page.and_then(|json| {
             let rows: Vec<PlannedJson> = decode(&json)?;
             for (raw, _, _) in &rows {
-                if raw.host_id <= last {
+                if *raw.host_id <= *last {
                     return Err(StoreError::Corrupt {
                         what: format!("host pages out of order: {} after {last}", raw.host_id),
                     });
                 }
-                last.clone_from(&raw.host_id);
+                last.replace_range(.., &raw.host_id);
             }
             rows.into_iter().map(planned).collect()
         });
@@ -192,12 +193,11 @@ impl Store {
         tokio::spawn(read_pages(self.pool.clone(), sql, json_tx));
         tokio::spawn(decode_pages(json_rx, hosts_tx));
         stream::unfold(hosts_rx, |mut rx| async move {
-            let page = rx.recv().await?;
-            let items: Vec<Result<PlannedHost, StoreError>> = match page {
-                Ok(hosts) => hosts.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
+            let items = match rx.recv().await? {
+                Ok(hosts) => Either::Left(stream::iter(hosts.into_iter().map(Ok))),
+                Err(e) => Either::Right(stream::iter(std::iter::once(Err(e)))),
             };
-            Some((stream::iter(items), rx))
+            Some((items, rx))
         })
         .flatten()
         .boxed()

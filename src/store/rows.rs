@@ -1,5 +1,7 @@
 //! Row mapping: SQLite rows into domain types, and the host diff used by the audit trail.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -7,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{StoreError, parse_col};
 use crate::domain::period::Period;
-use crate::domain::time::{parse_instant, to_db};
+use crate::domain::time::{from_db, to_db};
 use crate::domain::{ChargeType, Host, HostId, HostStatus, Policy};
 
 /// The SELECT every host read uses; the column order is what [`HostRecord::from_row`] reads.
@@ -79,26 +81,26 @@ impl HostRecord {
 
     pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
         RawHost {
-            host_id: get(r, "host_id")?,
+            host_id: Cow::Borrowed(get(r, "host_id")?),
             region_id: get(r, "region_id")?,
             zone_id: get(r, "zone_id")?,
-            charge_type: get(r, "charge_type")?,
+            charge_type: Cow::Borrowed(get(r, "charge_type")?),
             status: get(r, "status")?,
-            expired_time: get(r, "expired_time")?,
+            expired_time: Cow::Borrowed(get(r, "expired_time")?),
             sale_cycle: get(r, "sale_cycle")?,
             financial_lock: get(r, "financial_lock")?,
-            removed_at: get(r, "removed_at")?,
-            created_at: get(r, "created_at")?,
-            updated_at: get(r, "updated_at")?,
+            removed_at: get::<Option<&str>>(r, "removed_at")?.map(Cow::Borrowed),
+            created_at: Cow::Borrowed(get(r, "created_at")?),
+            updated_at: Cow::Borrowed(get(r, "updated_at")?),
             cloud_renewal_status: get(r, "cloud_renewal_status")?,
             cloud_renewal_duration: get(r, "cloud_renewal_duration")?,
             cloud_renewal_unit: get(r, "cloud_renewal_unit")?,
-            synced_at: get(r, "synced_at")?,
-            cloud_expired_time: get(r, "cloud_expired_time")?,
+            synced_at: get::<Option<&str>>(r, "synced_at")?.map(Cow::Borrowed),
+            cloud_expired_time: get::<Option<&str>>(r, "cloud_expired_time")?.map(Cow::Borrowed),
             row_version: get(r, "row_version")?,
-            renewal_status: get(r, "renewal_status")?,
+            renewal_status: get::<Option<&str>>(r, "renewal_status")?.map(Cow::Borrowed),
             duration: get(r, "duration")?,
-            period_unit: get(r, "period_unit")?,
+            period_unit: get::<Option<&str>>(r, "period_unit")?.map(Cow::Borrowed),
         }
         .into_record()
     }
@@ -110,31 +112,42 @@ impl HostRecord {
 /// one value each stream several times faster). Either way [`RawHost::into_record`] checks
 /// every value; none is defaulted.
 #[derive(Debug, serde::Deserialize)]
-pub(super) struct RawHost {
-    pub(super) host_id: String,
+pub(super) struct RawHost<'a> {
+    // Values only parsed are borrowed from the packed text (unless they hold an escape).
+    #[serde(borrow)]
+    pub(super) host_id: Cow<'a, str>,
     region_id: String,
     zone_id: Option<String>,
-    charge_type: String,
+    #[serde(borrow)]
+    charge_type: Cow<'a, str>,
     status: String,
-    expired_time: String,
+    #[serde(borrow)]
+    expired_time: Cow<'a, str>,
     sale_cycle: Option<String>,
     financial_lock: i64,
-    removed_at: Option<String>,
-    created_at: String,
-    updated_at: String,
+    #[serde(borrow)]
+    removed_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    updated_at: Cow<'a, str>,
     cloud_renewal_status: Option<String>,
     cloud_renewal_duration: Option<i64>,
     cloud_renewal_unit: Option<String>,
-    synced_at: Option<String>,
-    cloud_expired_time: Option<String>,
+    #[serde(borrow)]
+    synced_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cloud_expired_time: Option<Cow<'a, str>>,
     row_version: i64,
-    renewal_status: Option<String>,
+    #[serde(borrow)]
+    renewal_status: Option<Cow<'a, str>>,
     duration: Option<i64>,
-    period_unit: Option<String>,
+    #[serde(borrow)]
+    period_unit: Option<Cow<'a, str>>,
 }
 
 fn instant(col: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
-    parse_instant(s).map_err(|_| StoreError::Corrupt {
+    from_db(s).map_err(|_| StoreError::Corrupt {
         what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
     })
 }
@@ -143,7 +156,7 @@ fn opt_instant(col: &'static str, s: Option<&str>) -> Result<Option<DateTime<Utc
     s.map(|s| instant(col, s)).transpose()
 }
 
-impl RawHost {
+impl RawHost<'_> {
     pub(super) fn into_record(self) -> Result<HostRecord, StoreError> {
         let corrupt = |what: String| StoreError::Corrupt { what };
         let policy = match (self.renewal_status, self.duration, self.period_unit) {
@@ -166,7 +179,7 @@ impl RawHost {
         let cloud_renewal = match self.cloud_renewal_status {
             None => None,
             Some(status) => Some(CloudRenewal {
-                host_id: self.host_id.clone(),
+                host_id: self.host_id.clone().into_owned(),
                 status,
                 duration: self.cloud_renewal_duration.unwrap_or_default(),
                 unit: self.cloud_renewal_unit.unwrap_or_default(),
