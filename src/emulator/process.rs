@@ -203,16 +203,7 @@ fn anonymous_oidc(app: &Shared, req: &mut Incoming) -> Option<Response> {
 /// quota and picks a fault: all under one lock.
 fn admit(app: &Shared, req: &mut Incoming) -> Result<Admitted, Box<Response>> {
     let mut st = app.lock();
-    // Keys: the configured pairs, and the sessions STS and the metadata service issued.
-    let keys = if st.sts.sessions.is_empty() {
-        std::borrow::Cow::Borrowed(&app.keys)
-    } else {
-        let mut k = app.keys.clone();
-        for (id, s) in &st.sts.sessions {
-            k.insert(id.clone(), s.secret.clone());
-        }
-        std::borrow::Cow::Owned(k)
-    };
+    let keys = keys_with_sessions(app, &st);
     let checked = verify::verify(
         &verify::Request {
             method: req.method.as_str(),
@@ -237,19 +228,7 @@ fn admit(app: &Shared, req: &mut Incoming) -> Result<Admitted, Box<Response>> {
     req.entry.signature_version = v.version.as_str().into();
     req.entry.verified = true;
     req.entry.access_key_id = v.access_key_id.clone();
-    let (action, token) = match v.version {
-        verify::SigVersion::V1 => (
-            req.p().get("Action").map(str::to_owned),
-            req.p().get("SecurityToken").map(str::to_owned),
-        ),
-        verify::SigVersion::V3 => (
-            req.header("x-acs-action")
-                .map(str::to_owned)
-                .or_else(|| req.p().get("Action").map(str::to_owned)),
-            req.header("x-acs-security-token").map(str::to_owned),
-        ),
-    };
-    let action = action.unwrap_or_default();
+    let (action, token) = action_and_token(req, v.version);
     req.entry.action = action.clone();
     if let Err(e) = st.sts.check_token(&v.access_key_id, token.as_deref()) {
         return Err(Box::new(req.fail(&mut st, e)));
@@ -290,6 +269,39 @@ fn admit(app: &Shared, req: &mut Incoming) -> Result<Admitted, Box<Response>> {
         fault,
         named,
     })
+}
+
+/// The keys a request may be signed with: the configured pairs, and the sessions STS and the
+/// metadata service issued.
+fn keys_with_sessions<'a>(
+    app: &'a Shared,
+    st: &State,
+) -> std::borrow::Cow<'a, std::collections::HashMap<String, String>> {
+    if st.sts.sessions.is_empty() {
+        return std::borrow::Cow::Borrowed(&app.keys);
+    }
+    let mut k = app.keys.clone();
+    for (id, s) in &st.sts.sessions {
+        k.insert(id.clone(), s.secret.clone());
+    }
+    std::borrow::Cow::Owned(k)
+}
+
+/// The action a request names and its security token, where each signature version puts them.
+fn action_and_token(req: &Incoming, version: verify::SigVersion) -> (String, Option<String>) {
+    let (action, token) = match version {
+        verify::SigVersion::V1 => (
+            req.p().get("Action").map(str::to_owned),
+            req.p().get("SecurityToken").map(str::to_owned),
+        ),
+        verify::SigVersion::V3 => (
+            req.header("x-acs-action")
+                .map(str::to_owned)
+                .or_else(|| req.p().get("Action").map(str::to_owned)),
+            req.header("x-acs-security-token").map(str::to_owned),
+        ),
+    };
+    (action.unwrap_or_default(), token)
 }
 
 /// Plays a fault that strikes before processing: a hang, a reset, or an error (a definite

@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{ChargeType, HostId, RenewalStatus};
+use crate::domain::{ChargeType, Host, HostId, RenewalStatus};
 use crate::ecs::client::MAX_PER_CALL;
 use crate::ecs::{EcsClient, EcsError};
 use crate::store::{CloudRenewal, Store, StoreError, SyncApplied};
@@ -86,6 +86,81 @@ pub async fn sync_and_record(
     result
 }
 
+fn ecs_err(client: &EcsClient, region: &str) -> impl Fn(EcsError) -> SyncError {
+    let region = region.to_owned();
+    let access_key_id = client.access_key_id().to_owned();
+    move |source| SyncError::Ecs {
+        region: region.clone(),
+        access_key_id: access_key_id.clone(),
+        source,
+    }
+}
+
+/// One region as the cloud shows it: its hosts, and the auto-renew attribute of its PrePaid
+/// hosts.
+async fn read_region(
+    client: &EcsClient,
+    region: &str,
+) -> Result<(Vec<Host>, Vec<CloudRenewal>), SyncError> {
+    let raw = client
+        .describe_dedicated_hosts(region, None)
+        .await
+        .map_err(ecs_err(client, region))?;
+    let hosts = raw
+        .iter()
+        .filter(|h| h.region_id == *region)
+        .map(|h| h.to_host())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| SyncError::Malformed {
+            region: region.to_owned(),
+            message,
+        })?;
+    // Never pass PostPaid ids to DescribeDedicatedHostAutoRenew (it answers ChargeTypeViolation).
+    let prepaid: Vec<HostId> = hosts
+        .iter()
+        .filter(|h| h.charge_type == ChargeType::PrePaid && !h.status.is_released())
+        .map(|h| h.id.clone())
+        .collect();
+    let attrs = client
+        .describe_auto_renew(region, &prepaid)
+        .await
+        .map_err(ecs_err(client, region))?;
+    let renewals = attrs
+        .into_iter()
+        .map(|a| CloudRenewal {
+            host_id: a.dedicated_host_id,
+            status: a.renewal_status,
+            duration: a.duration,
+            unit: a.period_unit,
+        })
+        .collect();
+    Ok((hosts, renewals))
+}
+
+/// Sets these hosts' cloud-side auto-renew to `Normal` (renewal is taken over here), and
+/// records it.
+async fn take_over(
+    store: &Store,
+    client: &EcsClient,
+    region: &str,
+    ids: &[HostId],
+    now: DateTime<Utc>,
+) -> Result<(), SyncError> {
+    let mut request_ids = Vec::new();
+    for chunk in ids.chunks(MAX_PER_CALL) {
+        let rid = client
+            .modify_auto_renew(region, chunk, RenewalStatus::Normal, None)
+            .await
+            .map_err(ecs_err(client, region))?;
+        tracing::info!(region = %region, hosts = chunk.len(), request_id = %rid, "took over renewal from cloud-side auto-renew");
+        request_ids.push(rid);
+    }
+    store
+        .record_takeover(region, ids, &request_ids, now)
+        .await?;
+    Ok(())
+}
+
 /// Syncs `regions`; with `takeover`, hosts at double-renew risk get their cloud-side auto-renew
 /// set to `Normal, AutoRenew=false` first (audited), instead of a notice alone.
 pub async fn sync(
@@ -100,45 +175,9 @@ pub async fn sync(
     let mut out = Vec::with_capacity(regions.len());
     let mut taken_over = Vec::new();
     for region in regions {
-        let ecs_err = |source| SyncError::Ecs {
-            region: region.clone(),
-            access_key_id: client.access_key_id().to_owned(),
-            source,
-        };
         // Versions before the read: whatever changes meanwhile is newer than this read.
         let snapshot = store.row_versions().await?;
-        let raw = client
-            .describe_dedicated_hosts(region, None)
-            .await
-            .map_err(ecs_err)?;
-        let hosts = raw
-            .iter()
-            .filter(|h| h.region_id == *region)
-            .map(|h| h.to_host())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| SyncError::Malformed {
-                region: region.clone(),
-                message,
-            })?;
-        // Never pass PostPaid ids to DescribeDedicatedHostAutoRenew (it answers ChargeTypeViolation).
-        let prepaid: Vec<HostId> = hosts
-            .iter()
-            .filter(|h| h.charge_type == ChargeType::PrePaid && !h.status.is_released())
-            .map(|h| h.id.clone())
-            .collect();
-        let attrs = client
-            .describe_auto_renew(region, &prepaid)
-            .await
-            .map_err(ecs_err)?;
-        let renewals: Vec<CloudRenewal> = attrs
-            .into_iter()
-            .map(|a| CloudRenewal {
-                host_id: a.dedicated_host_id,
-                status: a.renewal_status,
-                duration: a.duration,
-                unit: a.period_unit,
-            })
-            .collect();
+        let (hosts, renewals) = read_region(client, region).await?;
         let mut applied = store
             .apply_sync(
                 region,
@@ -149,21 +188,9 @@ pub async fn sync(
                 now(),
             )
             .await?;
-
         if takeover && !applied.double_renew_risk.is_empty() {
             let ids = std::mem::take(&mut applied.double_renew_risk);
-            let mut request_ids = Vec::new();
-            for chunk in ids.chunks(MAX_PER_CALL) {
-                let rid = client
-                    .modify_auto_renew(region, chunk, RenewalStatus::Normal, None)
-                    .await
-                    .map_err(ecs_err)?;
-                tracing::info!(region = %region, hosts = chunk.len(), request_id = %rid, "took over renewal from cloud-side auto-renew");
-                request_ids.push(rid);
-            }
-            store
-                .record_takeover(region, &ids, &request_ids, now())
-                .await?;
+            take_over(store, client, region, &ids, now()).await?;
             taken_over.extend(ids);
         }
         out.push(applied);

@@ -274,25 +274,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Attempt, WriteAheadError> {
         let mut tx = self.begin().await?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM actor WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::sql("checking the actor epoch"))?;
-        if current != Some(epoch.0) {
-            return Err(WriteAheadError::Fenced {
-                mine: epoch.0,
-                current: current.unwrap_or(0),
-            });
-        }
-        let taken: Option<i64> =
-            sqlx::query_scalar("SELECT attempt_id FROM attempts WHERE client_token = ?")
-                .bind(a.client_token.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::sql("looking up a token"))?;
-        if taken.is_some() {
-            return Err(WriteAheadError::TokenInUse(a.client_token));
-        }
+        fence_and_token(&mut tx, epoch, &a.client_token).await?;
         let params = crate::ecs::sign::canonical_query(&a.params);
         let attempt_id: i64 = sqlx::query_scalar(
             "INSERT INTO attempts (kind, window_at, region_id, period, period_unit, client_token, params,
@@ -313,22 +295,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::sql("writing the attempt ahead"))?;
-        for chunk in a.hosts.chunks(CHUNK).enumerate() {
-            let (base, hosts) = chunk;
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO attempt_hosts (attempt_id, host_id, cycle, position) ",
-            );
-            qb.push_values(hosts.iter().enumerate(), |mut b, (i, (id, cycle))| {
-                b.push_bind(attempt_id)
-                    .push_bind(id.as_str().to_owned())
-                    .push_bind(to_db(*cycle))
-                    .push_bind(i64::try_from(base * CHUNK + i).unwrap_or(i64::MAX));
-            });
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::sql("writing the attempt's hosts"))?;
-        }
+        insert_attempt_hosts(&mut tx, attempt_id, &a.hosts).await?;
         sqlx::query("INSERT INTO attempt_open (attempt_id) VALUES (?)")
             .bind(attempt_id)
             .execute(&mut *tx)
@@ -1172,6 +1139,59 @@ async fn insert_host_outcomes(
             .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("recording host outcomes"))?;
+    }
+    Ok(())
+}
+
+/// The write-ahead's two refusals, inside its transaction: another epoch took the database
+/// over (this actor is fenced off), or the token is recorded already.
+async fn fence_and_token(
+    tx: &mut Transaction<'static, Sqlite>,
+    epoch: Epoch,
+    token: &ClientToken,
+) -> Result<(), WriteAheadError> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM actor WHERE id = 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::sql("checking the actor epoch"))?;
+    if current != Some(epoch.0) {
+        return Err(WriteAheadError::Fenced {
+            mine: epoch.0,
+            current: current.unwrap_or(0),
+        });
+    }
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT attempt_id FROM attempts WHERE client_token = ?")
+            .bind(token.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::sql("looking up a token"))?;
+    if taken.is_some() {
+        return Err(WriteAheadError::TokenInUse(token.clone()));
+    }
+    Ok(())
+}
+
+/// An attempt's hosts with the cycle each is renewed from, in request order.
+async fn insert_attempt_hosts(
+    tx: &mut Transaction<'static, Sqlite>,
+    attempt_id: i64,
+    hosts: &[(HostId, DateTime<Utc>)],
+) -> Result<(), StoreError> {
+    for (base, chunk) in hosts.chunks(CHUNK).enumerate() {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO attempt_hosts (attempt_id, host_id, cycle, position) ",
+        );
+        qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, cycle))| {
+            b.push_bind(attempt_id)
+                .push_bind(id.as_str().to_owned())
+                .push_bind(to_db(*cycle))
+                .push_bind(i64::try_from(base * CHUNK + i).unwrap_or(i64::MAX));
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("writing the attempt's hosts"))?;
     }
     Ok(())
 }

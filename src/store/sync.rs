@@ -39,16 +39,12 @@ impl Store {
         let cloud: Vec<&Host> = cloud.iter().filter(|h| !changed(h.id.as_str())).collect();
         let expiry_moved_back = expiry_moved_back(&existing, &cloud);
         let op_id = insert_operation(&mut tx, "sync", Source::Sync, region, &now_s).await?;
-        let inputs = EncodedHosts::new(
-            &self.schedule,
-            cloud
-                .iter()
-                .map(|h| HostInput {
-                    host: (*h).clone(),
-                    policy: None,
-                })
-                .collect(),
-        )?;
+        // The cloud's hosts, with no policy: sync never changes what is renewed here.
+        let inputs = cloud.iter().map(|h| HostInput {
+            host: (*h).clone(),
+            policy: None,
+        });
+        let inputs = EncodedHosts::new(&self.schedule, inputs.collect())?;
         let upsert = self
             .upsert_in_tx(
                 &mut tx,
@@ -73,20 +69,7 @@ impl Store {
         let all: Vec<&CloudRenewal> = renewals.iter().collect();
         let risk = double_renew_risk(&existing, &all);
         risk_notices(&mut tx, &risk, &cloud, &day, &now_s).await?;
-        if !gone.held_back.is_empty() {
-            let text = format!(
-                "sync: {} of {} hosts of {region} are no longer returned by DescribeDedicatedHosts; none was marked released, since so many at once may be a broken answer. If they were released, run `ddh-renewd sync --region {region} --allow-mass-release`",
-                gone.held_back.len(),
-                gone.in_region
-            );
-            let row = [(
-                "-".to_owned(),
-                region.to_owned(),
-                "needs_attention",
-                text.as_str(),
-            )];
-            insert_notices(&mut tx, &row, &day, &now_s).await?;
-        }
+        held_back_notice(&mut tx, region, &gone, &day, &now_s).await?;
         commit(tx).await?;
         Ok(SyncApplied {
             region: region.to_owned(),
@@ -379,4 +362,30 @@ async fn read_all(
         .iter()
         .map(|r| HostRecord::from_row(r).map(|h| (h.host.id.as_str().to_owned(), h)))
         .collect()
+}
+
+/// The notice that releases were held back: so many hosts gone at once may be a broken answer.
+async fn held_back_notice(
+    tx: &mut Transaction<'static, Sqlite>,
+    region: &str,
+    gone: &Released,
+    day: &str,
+    now_s: &str,
+) -> Result<(), StoreError> {
+    if gone.held_back.is_empty() {
+        return Ok(());
+    }
+    let text = format!(
+        "sync: {} of {} hosts of {region} are no longer returned by DescribeDedicatedHosts; none was marked released, since so many at once may be a broken answer. If they were released, run `ddh-renewd sync --region {region} --allow-mass-release`",
+        gone.held_back.len(),
+        gone.in_region
+    );
+    let row = [(
+        "-".to_owned(),
+        region.to_owned(),
+        "needs_attention",
+        text.as_str(),
+    )];
+    insert_notices(tx, &row, day, now_s).await?;
+    Ok(())
 }
