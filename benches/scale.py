@@ -66,6 +66,20 @@ def proc_cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000 / hz
 
 
+def proc_cpu_ns(pid):
+    """On-CPU time of the process's live threads, in ns (/proc/PID/task/*/schedstat), and their
+    ids: exact where /proc/PID/stat counts in 10 ms clock ticks."""
+    total, tids = 0, set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+            tids.add(tid)
+        except OSError:
+            pass
+    return total, tids
+
+
 def proc_rss_mib(pid, key="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -108,12 +122,15 @@ def daemon(binary, cfg, env, idle, d):
         if ready is None or passed is None:
             sys.exit("no READY or no pass within 600 s")
         time.sleep(2)
-        c0 = proc_cpu_ms(p.pid)
+        c0, n0 = proc_cpu_ms(p.pid), proc_cpu_ns(p.pid)
         time.sleep(idle)
-        c1 = proc_cpu_ms(p.pid)
+        c1, n1 = proc_cpu_ms(p.pid), proc_cpu_ns(p.pid)
         rss = proc_rss_mib(p.pid)
         hwm = proc_rss_mib(p.pid, "VmHWM")
-        return ready, passed, (c1 - c0) * 60 / idle, rss, hwm
+        ticks = (c1 - c0) * 60 / idle
+        # Exact when no thread ended meanwhile (an ended thread's time leaves schedstat).
+        exact = (n1[0] - n0[0]) / 1e6 * 60 / idle if n0[1] <= n1[1] else None
+        return ready, passed, (exact, ticks), rss, hwm
     finally:
         p.terminate()
         try:
@@ -138,6 +155,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ddh-scale-") as d:
         csv = os.path.join(d, "hosts.csv")
         write_csv(csv, a.hosts, now)
+        # The file's own write-back is not the import's cost.
+        os.sync()
         cfg = os.path.join(d, "scale.toml")
         with open(cfg, "w") as f:
             f.write(f'[database]\npath = "{d}/scale.db"\n[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
@@ -161,8 +180,11 @@ def main():
         print(f"  audit policies --json{w:7.2f} s   peak RSS {m:7.1f} MiB")
         ready, passed, cpu, rss, hwm = daemon(b, cfg, env, a.idle, d)
         print(f"  run: READY after {ready * 1000:7.1f} ms (goal: <= 200 ms); catch-up pass done after {passed:.2f} s")
-        print(f"  run: after the pass RSS {rss:.1f} MiB (peak {hwm:.1f} MiB; goal: <= 64 MiB); "
-              f"CPU {cpu:.1f} ms per idle minute (goal: <= 20 ms; sampled over {a.idle} s)")
+        exact, ticks = cpu
+        shown = f"{exact:.1f}" if exact is not None else "n/a (a thread ended)"
+        print(f"  run: after the pass RSS {rss:.1f} MiB (peak {hwm:.1f} MiB; goal: <= 64 MiB)")
+        print(f"  run: CPU per idle minute {shown} ms from schedstat, {ticks:.1f} ms in 10 ms "
+              f"clock ticks (goal: <= 20 ms; sampled over {a.idle} s)")
 
 
 if __name__ == "__main__":

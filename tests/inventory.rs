@@ -652,7 +652,7 @@ fn a_bad_row_after_the_first_chunks_rolls_the_whole_import_back() {
     assert_eq!(hosts.as_array().unwrap().len(), 12_001);
 }
 
-/// An import large against the inventory sets the secondary indexes of `hosts` aside and
+/// An import large against the inventory sets the expiry indexes of `hosts` aside and
 /// rebuilds them at commit. A bad row after they were set aside leaves them as they were; the
 /// mended file's rebuild leaves the same definitions, each holding every host.
 #[test]

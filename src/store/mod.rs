@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
@@ -116,7 +116,10 @@ impl Store {
             .foreign_keys(true)
             // Statement journals (multi-row upserts) in memory, not in temp files.
             .pragma("temp_store", "memory")
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // A million-host read is slow by design: sqlx's warning told an operator nothing
+            // to act on. Kept at debug level for whoever profiles.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
