@@ -3,6 +3,10 @@
 //! (down at 08:00, suspended, clock jumped); a safety pass every `safety_interval` re-checks the
 //! due set. Every decision is made from the database and the wall clock, so a cron job that never
 //! fires only delays a pass until the next check.
+//!
+//! The cron scheduler ticks twice a second whatever its jobs; it runs only from
+//! [`ARM_BEFORE`] ahead of a window until [`DISARM_AFTER`] past it, so an idle daemon wakes
+//! once a minute (the loop's own check) rather than 120 times.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -18,8 +22,12 @@ use crate::domain::time::to_db;
 use crate::engine::Engine;
 use crate::ops::{Health, systemd};
 
-/// How often the loop looks for a missed window.
+/// How often the loop looks for a missed window, and arms or disarms the cron waker.
 const GAP_CHECK: Duration = Duration::from_secs(60);
+/// The cron waker starts this long before a window (more than one [`GAP_CHECK`])...
+const ARM_BEFORE: chrono::Duration = chrono::Duration::minutes(10);
+/// ...and stops this long after it.
+const DISARM_AFTER: chrono::Duration = chrono::Duration::minutes(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
@@ -64,7 +72,12 @@ pub async fn run(
 ) -> Result<(), SchedulerError> {
     let schedule = engine.config().schedule;
     let (tx, mut rx) = mpsc::channel::<Wake>(4);
-    let mut cron = start_cron(&schedule, tx).await?;
+    let mut waker = CronWaker {
+        schedule,
+        tx,
+        armed: None,
+    };
+    waker.update(engine.now()).await?;
     tracing::info!(tz = %schedule.tz, next_window = %schedule.next_window_instant(engine.now()), "scheduler started");
 
     let shutdown = engine.shutdown_handle();
@@ -116,7 +129,12 @@ pub async fn run(
             _ = &mut stop => break,
             _ = wd.tick() => systemd::watchdog(),
             Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass(Trigger::Cron, true, &mut wd).await?; }
-            _ = gap.tick(), if cfg.catch_up => { ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?; }
+            _ = gap.tick() => {
+                waker.update(engine.now()).await?;
+                if cfg.catch_up {
+                    ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
+                }
+            }
             _ = safety.tick() => { ctx.maybe_pass(Trigger::Safety, false, &mut wd).await?; }
             _ = sync_tick.tick(), if ctx.sync.is_some() => { ctx.sync_if_older(sync_every, &mut wd).await; }
         }
@@ -126,9 +144,42 @@ pub async fn run(
     }
     systemd::stopping();
     shutdown.store(true, Ordering::SeqCst);
-    let _ = cron.shutdown().await;
+    waker.disarm().await;
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// The cron job, running only around a window: armed with the window it was started for.
+struct CronWaker {
+    schedule: crate::domain::Schedule,
+    tx: mpsc::Sender<Wake>,
+    armed: Option<(JobScheduler, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl CronWaker {
+    /// Starts the cron job when the next window is within [`ARM_BEFORE`]; stops it once the
+    /// window it was started for is [`DISARM_AFTER`] past.
+    async fn update(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<(), SchedulerError> {
+        if let Some((_, window)) = &self.armed
+            && now > *window + DISARM_AFTER
+        {
+            self.disarm().await;
+        }
+        let next = self.schedule.next_window_instant(now);
+        if self.armed.is_none() && next - now <= ARM_BEFORE {
+            let cron = start_cron(&self.schedule, self.tx.clone()).await?;
+            tracing::debug!(window = %to_db(next), "cron waker armed");
+            self.armed = Some((cron, next));
+        }
+        Ok(())
+    }
+
+    async fn disarm(&mut self) {
+        if let Some((mut cron, window)) = self.armed.take() {
+            let _ = cron.shutdown().await;
+            tracing::debug!(window = %to_db(window), "cron waker disarmed");
+        }
+    }
 }
 
 /// The cron job that wakes the loop at the window time, every day, in the schedule's zone.
@@ -148,7 +199,7 @@ async fn start_cron(
     .map_err(cron_err)?;
     cron.add(job).await.map_err(cron_err)?;
     cron.start().await.map_err(cron_err)?;
-    tracing::info!(cron = %expr, "window wake-up scheduled");
+    tracing::debug!(cron = %expr, "window wake-up scheduled");
     Ok(cron)
 }
 
@@ -257,5 +308,63 @@ impl Ctx<'_> {
             to_db(schedule.next_window_instant(self.engine.now()))
         ));
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Timelike, Utc};
+
+    fn waker(schedule: crate::domain::Schedule) -> (CronWaker, mpsc::Receiver<Wake>) {
+        let (tx, rx) = mpsc::channel(4);
+        let w = CronWaker {
+            schedule,
+            tx,
+            armed: None,
+        };
+        (w, rx)
+    }
+
+    /// Armed from ten minutes before a window to two minutes after it; idle otherwise.
+    #[tokio::test]
+    async fn the_cron_waker_runs_only_around_a_window() {
+        let schedule = crate::domain::Schedule::default();
+        let (mut w, _rx) = waker(schedule);
+        let window = schedule.next_window_instant(Utc::now() + chrono::Duration::days(1));
+        let armed_for = |w: &CronWaker| w.armed.as_ref().map(|(_, at)| *at);
+        w.update(window - chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+        assert_eq!(armed_for(&w), None, "half an hour ahead: idle");
+        w.update(window - chrono::Duration::minutes(9))
+            .await
+            .unwrap();
+        assert_eq!(armed_for(&w), Some(window), "nine minutes ahead: armed");
+        w.update(window + chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(armed_for(&w), Some(window), "just past: still armed");
+        w.update(window + chrono::Duration::minutes(3))
+            .await
+            .unwrap();
+        assert_eq!(armed_for(&w), None, "three minutes past: idle again");
+    }
+
+    /// Armed, the cron job wakes the loop at the window time.
+    #[tokio::test]
+    async fn an_armed_waker_fires_at_the_window() {
+        let at = Utc::now() + chrono::Duration::seconds(3);
+        let schedule = crate::domain::Schedule {
+            tz: chrono_tz::UTC,
+            time: chrono::NaiveTime::from_hms_opt(at.hour(), at.minute(), at.second()).unwrap(),
+            lead_days: 9,
+        };
+        let (mut w, mut rx) = waker(schedule);
+        w.update(Utc::now()).await.unwrap();
+        assert!(w.armed.is_some(), "a window seconds away arms the waker");
+        let woke = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(woke.ok().flatten(), Some(Wake::Cron));
+        w.disarm().await;
     }
 }
