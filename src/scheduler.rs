@@ -109,20 +109,7 @@ pub async fn run(
     ctx.sync_if_older(sync_every, &mut wd).await;
     let ran = cfg.catch_up && ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
     if !ran {
-        // Said once at start, so that whoever reads STATUS knows the start-up check is done.
-        let now = engine.now();
-        let this = if cfg.catch_up {
-            format!(
-                "window {} already run",
-                to_db(schedule.window_at_or_before(now))
-            )
-        } else {
-            "catch-up off".to_owned()
-        };
-        systemd::status(&format!(
-            "{this}; next window {}",
-            to_db(schedule.next_window_instant(now))
-        ));
+        start_status(&schedule, cfg.catch_up, engine.now());
     }
     loop {
         tokio::select! {
@@ -147,6 +134,27 @@ pub async fn run(
     waker.disarm().await;
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// Said once at start when no pass ran, so that whoever reads STATUS knows the start-up check
+/// is done.
+fn start_status(
+    schedule: &crate::domain::Schedule,
+    catch_up: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let this = if catch_up {
+        format!(
+            "window {} already run",
+            to_db(schedule.window_at_or_before(now))
+        )
+    } else {
+        "catch-up off".to_owned()
+    };
+    systemd::status(&format!(
+        "{this}; next window {}",
+        to_db(schedule.next_window_instant(now))
+    ));
 }
 
 /// The cron job, running only around a window: armed with the window it was started for.

@@ -35,19 +35,11 @@ async fn online_check(config: &Config) -> std::result::Result<String, crate::ecs
     Ok(r.request_id)
 }
 
-pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
-    let json = args.json;
-    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok());
-    // Short-lived sources are asked once here, so that "ok" means credentials were obtained.
-    let creds: std::result::Result<_, String> = match &provider {
-        Ok(p) => p
-            .credentials()
-            .await
-            .map(|c| (p, c))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let status = match &creds {
+/// One line on the credentials: where they come from and whose they are, or why not usable.
+fn credentials_status(
+    creds: &std::result::Result<(&Provider, crate::ecs::credentials::Credentials), String>,
+) -> String {
+    match creds {
         Ok((p, c)) => format!(
             "ok (source {}, {}{}{})",
             p.source_name(),
@@ -67,7 +59,45 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
             }
         ),
         Err(e) => format!("NOT USABLE: {e}"),
+    }
+}
+
+/// The effective configuration (secrets redacted) with the credentials' and the online check's
+/// lines, as JSON or as TOML with comments.
+fn render(config: &Config, json: bool, status: &str, online: Option<&str>) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(config)
+            .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
+        v["credentials_status"] = json!(status);
+        if let Some(t) = online {
+            v["online"] = json!(t);
+        }
+        output::json(&v)
+    } else {
+        let text = toml::to_string_pretty(config)
+            .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
+        println!("# effective configuration (secrets redacted)\n{text}");
+        println!("# credentials: {status}");
+        if let Some(t) = online {
+            println!("# online: {t}");
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
+    let json = args.json;
+    let provider = Provider::from_config(&config.credentials, &|k| std::env::var(k).ok());
+    // Short-lived sources are asked once here, so that "ok" means credentials were obtained.
+    let creds: std::result::Result<_, String> = match &provider {
+        Ok(p) => p
+            .credentials()
+            .await
+            .map(|c| (p, c))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
+    let status = credentials_status(&creds);
     let online = match (&creds, args.online) {
         (Ok((p, _)), true) => Some(match online_check(config).await {
             Ok(rid) => Ok(format!(
@@ -83,23 +113,7 @@ pub async fn run(config: &Config, args: &CheckArgs) -> Result<()> {
         Ok(t) => t.clone(),
         Err(e) => format!("FAILED: {e}"),
     });
-    if json {
-        let mut v = serde_json::to_value(config)
-            .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
-        v["credentials_status"] = json!(status);
-        if let Some(t) = &online_text {
-            v["online"] = json!(t);
-        }
-        output::json(&v)?;
-    } else {
-        let text = toml::to_string_pretty(config)
-            .map_err(|e| Error::Runtime(format!("cannot render the config: {e}")))?;
-        println!("# effective configuration (secrets redacted)\n{text}");
-        println!("# credentials: {status}");
-        if let Some(t) = &online_text {
-            println!("# online: {t}");
-        }
-    }
+    render(config, json, &status, online_text.as_deref())?;
     if let Some(Err(e)) = online {
         return Err(if e.class() == crate::ecs::ErrorClass::Configuration {
             Error::Usage(format!("the credentials do not work: {e}"))

@@ -33,6 +33,46 @@ struct Row<'a> {
     answer: crate::ops::notify::Answer,
 }
 
+/// Every channel, or the one named (an unknown name lists the configured ones).
+fn chosen(
+    all: &[crate::config::ChannelConfig],
+    name: Option<&str>,
+) -> Result<Vec<crate::config::ChannelConfig>> {
+    let Some(name) = name else {
+        return Ok(all.to_vec());
+    };
+    let found: Vec<_> = all.iter().filter(|c| c.name == name).cloned().collect();
+    if found.is_empty() {
+        let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "no channel named {name:?}; configured: {}",
+            names.join(", ")
+        )));
+    }
+    Ok(found)
+}
+
+fn print_table(rows: &[Row]) {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.channel.to_owned(),
+                r.kind.to_owned(),
+                r.receiver.clone(),
+                if r.answer.delivered {
+                    "delivered"
+                } else {
+                    "FAILED"
+                }
+                .to_owned(),
+                r.answer.detail.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["CHANNEL", "KIND", "RECEIVER", "RESULT", "ANSWER"], &table);
+}
+
 pub async fn run(config: &Config, cmd: NotifyCmd) -> Result<()> {
     let NotifyCmd::Test(args) = cmd;
     let all = &config.notify.channels;
@@ -42,20 +82,7 @@ pub async fn run(config: &Config, cmd: NotifyCmd) -> Result<()> {
                 .into(),
         ));
     }
-    let chosen: Vec<_> = match &args.channel {
-        None => all.clone(),
-        Some(name) => {
-            let found: Vec<_> = all.iter().filter(|c| &c.name == name).cloned().collect();
-            if found.is_empty() {
-                let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
-                return Err(Error::Usage(format!(
-                    "no channel named {name:?}; configured: {}",
-                    names.join(", ")
-                )));
-            }
-            found
-        }
-    };
+    let chosen = chosen(all, args.channel.as_deref())?;
     let notifier = Notifier::new(chosen, config.ecs.timeout).map_err(Error::Runtime)?;
     let sample = sample_notice(chrono::Utc::now());
     let mut rows = Vec::new();
@@ -75,24 +102,7 @@ pub async fn run(config: &Config, cmd: NotifyCmd) -> Result<()> {
     if args.json {
         output::json(&rows)?;
     } else {
-        let table: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r.channel.to_owned(),
-                    r.kind.to_owned(),
-                    r.receiver.clone(),
-                    if r.answer.delivered {
-                        "delivered"
-                    } else {
-                        "FAILED"
-                    }
-                    .to_owned(),
-                    r.answer.detail.clone(),
-                ]
-            })
-            .collect();
-        output::table(&["CHANNEL", "KIND", "RECEIVER", "RESULT", "ANSWER"], &table);
+        print_table(&rows);
     }
     if failed > 0 {
         return Err(Error::Runtime(format!(

@@ -67,7 +67,9 @@ pub struct RenewArgs {
     pub json: bool,
 }
 
-pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
+/// The arguments' refusals: a virtual clock off loopback, a real pass in the future, a dry run
+/// with no database to read.
+fn check_args(config: &Config, args: &TickArgs) -> Result<()> {
     if args.virtual_clock && !loopback_endpoint(config) {
         return Err(Error::Usage(
             "--virtual-clock is for an emulator: [ecs] endpoint must be on loopback (e.g. http://127.0.0.1:18080)".into(),
@@ -89,6 +91,11 @@ pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
             config.database.path.display()
         )));
     }
+    Ok(())
+}
+
+pub async fn tick(config: &Config, args: &TickArgs) -> Result<()> {
+    check_args(config, args)?;
     let clock: Arc<dyn Clock> = match args.at {
         Some(at) => Arc::new(OffsetClock::starting_at(at)),
         None => Arc::new(SystemClock),
