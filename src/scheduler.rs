@@ -77,7 +77,7 @@ pub async fn run(
         tx,
         armed: None,
     };
-    waker.update(engine.now()).await?;
+    waker.update(engine.now()).await;
     tracing::info!(tz = %schedule.tz, next_window = %schedule.next_window_instant(engine.now()), "scheduler started");
 
     let shutdown = engine.shutdown_handle();
@@ -117,7 +117,7 @@ pub async fn run(
             _ = wd.tick() => systemd::watchdog(),
             Some(Wake::Cron) = rx.recv() => { ctx.maybe_pass(Trigger::Cron, true, &mut wd).await?; }
             _ = gap.tick() => {
-                waker.update(engine.now()).await?;
+                waker.update(engine.now()).await;
                 if cfg.catch_up {
                     ctx.maybe_pass(Trigger::CatchUp, true, &mut wd).await?;
                 }
@@ -166,8 +166,9 @@ struct CronWaker {
 
 impl CronWaker {
     /// Starts the cron job when the next window is within [`ARM_BEFORE`]; stops it once the
-    /// window it was started for is [`DISARM_AFTER`] past.
-    async fn update(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<(), SchedulerError> {
+    /// window it was started for is [`DISARM_AFTER`] past. A cron job that cannot start is
+    /// logged and tried again at the next check: the minute check runs the window anyway.
+    async fn update(&mut self, now: chrono::DateTime<chrono::Utc>) {
         if let Some((_, window)) = &self.armed
             && now > *window + DISARM_AFTER
         {
@@ -175,11 +176,16 @@ impl CronWaker {
         }
         let next = self.schedule.next_window_instant(now);
         if self.armed.is_none() && next - now <= ARM_BEFORE {
-            let cron = start_cron(&self.schedule, self.tx.clone()).await?;
-            tracing::debug!(window = %to_db(next), "cron waker armed");
-            self.armed = Some((cron, next));
+            match start_cron(&self.schedule, self.tx.clone()).await {
+                Ok(cron) => {
+                    tracing::debug!(window = %to_db(next), "cron waker armed");
+                    self.armed = Some((cron, next));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, window = %to_db(next), "cron waker not armed; the minute check will run the window")
+                }
+            }
         }
-        Ok(())
     }
 
     async fn disarm(&mut self) {
@@ -341,21 +347,13 @@ mod tests {
         let (mut w, _rx) = waker(schedule);
         let window = schedule.next_window_instant(Utc::now() + chrono::Duration::days(1));
         let armed_for = |w: &CronWaker| w.armed.as_ref().map(|(_, at)| *at);
-        w.update(window - chrono::Duration::minutes(30))
-            .await
-            .unwrap();
+        w.update(window - chrono::Duration::minutes(30)).await;
         assert_eq!(armed_for(&w), None, "half an hour ahead: idle");
-        w.update(window - chrono::Duration::minutes(9))
-            .await
-            .unwrap();
+        w.update(window - chrono::Duration::minutes(9)).await;
         assert_eq!(armed_for(&w), Some(window), "nine minutes ahead: armed");
-        w.update(window + chrono::Duration::minutes(1))
-            .await
-            .unwrap();
+        w.update(window + chrono::Duration::minutes(1)).await;
         assert_eq!(armed_for(&w), Some(window), "just past: still armed");
-        w.update(window + chrono::Duration::minutes(3))
-            .await
-            .unwrap();
+        w.update(window + chrono::Duration::minutes(3)).await;
         assert_eq!(armed_for(&w), None, "three minutes past: idle again");
     }
 
@@ -369,7 +367,7 @@ mod tests {
             lead_days: 9,
         };
         let (mut w, mut rx) = waker(schedule);
-        w.update(Utc::now()).await.unwrap();
+        w.update(Utc::now()).await;
         assert!(w.armed.is_some(), "a window seconds away arms the waker");
         let woke = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
         assert_eq!(woke.ok().flatten(), Some(Wake::Cron));

@@ -53,7 +53,8 @@ macro_rules! planned_json {
 /// One page of hosts after `?1` in id order, at most `?2`, as one JSON array of
 /// [`planned_json!`] values. The driver's cost is per value it hands over, so a million hosts
 /// read a page per value stream many times faster than a row each. The page's keys are chosen
-/// first, then their rows joined in that order; [`Store::planned_hosts`] checks that the ids
+/// first, then their rows joined in that order: `CROSS JOIN` keeps the keys as SQLite's outer
+/// loop whatever its planner would prefer, and [`Store::planned_hosts`] checks that the ids
 /// ascend.
 macro_rules! planned_page {
     ($filter:literal, $open:expr) => {
@@ -64,7 +65,7 @@ macro_rules! planned_page {
              FROM (SELECT k.host_id FROM hosts k WHERE k.host_id > ?1 ",
             $filter,
             " ORDER BY k.host_id LIMIT ?2) page
-             JOIN hosts h ON h.host_id = page.host_id
+             CROSS JOIN hosts h ON h.host_id = page.host_id
              LEFT JOIN policies p ON p.host_id = h.host_id"
         )
     };
