@@ -184,11 +184,6 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(StoreError::sql("reading sync runs"))?;
-        t.map(|t| {
-            crate::domain::time::from_db(&t).map_err(|_| StoreError::Corrupt {
-                what: format!("a sync run's finished_at {t:?} is not an RFC 3339 time"),
-            })
-        })
-        .transpose()
+        super::rows::opt_instant("sync_runs.finished_at", t.as_deref())
     }
 }

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::get;
+use super::rows::{get, opt_instant};
 use super::{Store, StoreError};
-use crate::domain::time::{from_db, to_db};
+use crate::domain::time::to_db;
 
 /// A notice a channel has not delivered yet, with the tries it already made.
 #[derive(Debug, Clone)]
@@ -98,13 +98,7 @@ impl Store {
                     message: get(r, "message")?,
                     created_at: get(r, "created_at")?,
                     tries: get(r, "tries")?,
-                    last_try: get::<Option<String>>(r, "last_try")?
-                        .map(|t| {
-                            from_db(&t).map_err(|_| StoreError::Corrupt {
-                                what: format!("a delivery's time {t:?} is not an RFC 3339 time"),
-                            })
-                        })
-                        .transpose()?,
+                    last_try: opt_instant("last_try", get(r, "last_try")?)?,
                 })
             })
             .collect()

@@ -212,7 +212,7 @@ impl Store {
         let hosts = self.hosts(true).await?;
         let mut tx = self.begin().await?;
         for rec in &hosts {
-            let (first, last) = self.windows_of(&rec.host);
+            let (first, last) = windows(&self.schedule, &rec.host);
             sqlx::query("UPDATE hosts SET first_window = ?, last_window = ? WHERE host_id = ?")
                 .bind(first)
                 .bind(last)
@@ -230,10 +230,6 @@ impl Store {
         .await
         .map_err(StoreError::sql("recording the schedule"))?;
         commit(tx).await
-    }
-
-    fn windows_of(&self, host: &Host) -> (Option<String>, Option<String>) {
-        windows(&self.schedule, host)
     }
 
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -493,11 +489,7 @@ fn windows(schedule: &Schedule, host: &Host) -> (Option<String>, Option<String>)
     if host.charge_type == ChargeType::PostPaid || host.status.is_released() {
         return (None, None);
     }
-    let e = host.expired_time;
-    (
-        schedule.first_window(e).map(to_db),
-        schedule.last_window(e).map(to_db),
-    )
+    engine_windows(schedule, host.expired_time)
 }
 
 /// What an upsert writes, decided from the rows as they are: which hosts are added, updated

@@ -146,13 +146,16 @@ pub(super) struct RawHost<'a> {
     period_unit: Option<Cow<'a, str>>,
 }
 
-fn instant(col: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn instant(col: &'static str, s: &str) -> Result<DateTime<Utc>, StoreError> {
     from_db(s).map_err(|_| StoreError::Corrupt {
         what: format!("column {col} holds {s:?}, not an RFC 3339 time"),
     })
 }
 
-fn opt_instant(col: &'static str, s: Option<&str>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn opt_instant(
+    col: &'static str,
+    s: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     s.map(|s| instant(col, s)).transpose()
 }
 
