@@ -5,6 +5,7 @@ mod attempts;
 mod attention;
 mod audit;
 mod config_cmd;
+mod db;
 mod demo;
 mod emulator;
 mod hosts;
@@ -78,6 +79,9 @@ pub enum Command {
     Notify(notify::NotifyCmd),
     /// Refresh the inventory from DescribeDedicatedHosts / DescribeDedicatedHostAutoRenew.
     Sync(sync::SyncArgs),
+    /// The database itself: copy it into PostgreSQL.
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Validate the config and print the effective values (secrets redacted).
     CheckConfig(config_cmd::CheckArgs),
     /// A self-contained run on embedded defaults: a sample fleet in a temporary database.
@@ -132,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attempts(cmd) => attempts::run(&config, cmd).await,
         Command::Notify(cmd) => notify::run(&config, cmd).await,
         Command::CheckConfig(args) => config_cmd::run(&config, &args).await,
+        Command::Db(cmd) => db::run(&config, cmd).await,
         Command::Demo(_) | Command::Emulator(_) => {
             Err(Error::Usage("dispatched before the config is read".into()))
         }

@@ -10,6 +10,7 @@ mod error;
 mod rows;
 pub mod attempts;
 mod audit;
+mod copy;
 pub mod deliveries;
 mod history;
 mod hosts;
@@ -36,6 +37,7 @@ pub use attempts::{
     SettleError, Settled, UndecidedAttempt, Verdict, WindowRun, WriteAheadError,
 };
 pub use audit::{AuditKind, TrailCounts};
+pub use copy::{CopyError, TableCopied};
 pub use error::StoreError;
 pub(crate) use history::{ChangeRow, insert_host_changes, insert_notices, insert_operation};
 pub use hosts::{HostWriter, PlannedHost, WRITE_CHUNK};

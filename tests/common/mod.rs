@@ -5,6 +5,7 @@
 
 pub mod cloud;
 pub mod hostile;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
