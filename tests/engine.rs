@@ -843,6 +843,38 @@ fn postgres_gives_the_same_answers(env: &Env) {
         assert!(!out.status.success(), "the auditor could run {write}");
     }
 
+    // Every view has the same columns in the same order on both.
+    for view in [
+        "v_hosts",
+        "v_attempts",
+        "v_policy_changes",
+        "v_notices",
+        "v_notice_deliveries",
+        "v_windows",
+    ] {
+        let out = std::process::Command::new("sqlite3")
+            .args(["-readonly"])
+            .arg(&env.db)
+            .arg(format!(
+                "SELECT group_concat(name, ',') FROM pragma_table_info('{view}')"
+            ))
+            .output()
+            .expect("sqlite3");
+        let lite = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let out = pg.psql(
+            "ddh",
+            &format!(
+                "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) \
+                 FROM information_schema.columns WHERE table_name = '{view}'"
+            ),
+        );
+        let post = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!lite.is_empty(), "{view} has columns");
+        assert_eq!(
+            lite, post,
+            "{view}: the same columns on SQLite and PostgreSQL"
+        );
+    }
     let (lite, post) = (audit_queries("sql"), audit_queries("postgresql"));
     assert_eq!(
         (lite.len(), post.len()),
