@@ -310,6 +310,12 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        if raw.database.url.is_some() {
+            return Err(invalid(
+                "database.url",
+                "this version runs the daemon on SQLite only ([database] path); the PostgreSQL store for an active/standby pair is not built yet (docs/ha.md). To move a database to PostgreSQL: ddh-renewd db copy --to postgres://USER@HOST/DB",
+            ));
+        }
         let schedule = validate_schedule(raw.schedule)?;
         let display = DisplayConfig {
             timezone: zone(
@@ -389,6 +395,14 @@ mod tests {
         let text = include_str!("../config/ddh-renewd.example.toml");
         let c = Config::parse(text, "example").unwrap();
         assert_eq!(c.ecs.regions, vec!["cn-hangzhou".to_owned()]);
+    }
+
+    #[test]
+    fn a_postgres_url_is_refused_with_the_reason() {
+        let e = Config::parse("[database]\nurl = \"postgres://ddh@127.0.0.1/ddh\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.url") && e.contains("db copy"), "{e}");
     }
 
     #[test]

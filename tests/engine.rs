@@ -785,6 +785,15 @@ fn postgres_gives_the_same_answers(env: &Env) {
                 .expect("db copy"),
         )
     };
+    // Not beside a daemon: what it wrote after the copy's snapshot would be lost.
+    let daemon = ddh_renewd::engine::ActorLock::acquire(&env.db).unwrap();
+    let refused = copy(false).expect(1);
+    assert!(
+        refused.stderr.contains("stop it before copying"),
+        "{}",
+        refused.stderr
+    );
+    drop(daemon);
     let first = copy(true).expect(0);
     let report: Value = serde_json::from_str(&first.stdout).unwrap();
     let tables = report["tables"].as_array().unwrap();
