@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, QueryBuilder, Row, Transaction};
 
 use super::rows::get;
 use super::{
@@ -212,7 +213,7 @@ impl Store {
     pub async fn claim_epoch(&self, pid: u32, now: DateTime<Utc>) -> Result<Epoch, StoreError> {
         let mut tx = self.begin().await?;
         let epoch: i64 = sqlx::query_scalar(
-            "INSERT INTO actor (id, epoch, pid, since) VALUES (1, 1, ?1, ?2)
+            "INSERT INTO actor (id, epoch, pid, since) VALUES (1, 1, $1, $2)
              ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1, pid = excluded.pid, since = excluded.since
              RETURNING epoch",
         )
@@ -221,7 +222,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::sql("claiming the actor epoch"))?;
-        sqlx::query("INSERT INTO actor_epochs (epoch, pid, at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO actor_epochs (epoch, pid, at) VALUES ($1, $2, $3)")
             .bind(epoch)
             .bind(i64::from(pid))
             .bind(to_db(now))
@@ -279,7 +280,7 @@ impl Store {
         let attempt_id: i64 = sqlx::query_scalar(
             "INSERT INTO attempts (kind, window_at, region_id, period, period_unit, client_token, params,
                                    generation, parent_attempt_id, epoch, forced, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING attempt_id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11) RETURNING attempt_id",
         )
         .bind(a.kind.as_str())
         .bind(to_db(a.window_at))
@@ -296,7 +297,7 @@ impl Store {
         .await
         .map_err(StoreError::sql("writing the attempt ahead"))?;
         insert_attempt_hosts(&mut tx, attempt_id, &a.hosts).await?;
-        sqlx::query("INSERT INTO attempt_open (attempt_id) VALUES (?)")
+        sqlx::query("INSERT INTO attempt_open (attempt_id) VALUES ($1)")
             .bind(attempt_id)
             .execute(&mut *tx)
             .await
@@ -324,7 +325,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO attempt_events (attempt_id, at, kind, http_status, code, message, request_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(attempt_id)
         .bind(to_db(at))
@@ -345,7 +346,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT a.attempt_id, a.kind, a.window_at, a.region_id, a.period, a.period_unit,
                     a.client_token, a.params, a.parent_attempt_id,
-                    EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id) AS blocked
+                    CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id) THEN 1 ELSE 0 END AS blocked
              FROM attempt_open o JOIN attempts a ON a.attempt_id = o.attempt_id
              ORDER BY a.attempt_id",
         )
@@ -373,7 +374,7 @@ impl Store {
             .map_err(StoreError::sql("decoding attempts"))?;
         let mut out: HashMap<i64, Vec<(HostId, DateTime<Utc>)>> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+            let mut qb = QueryBuilder::<Any>::new(
                 "SELECT attempt_id, host_id, cycle FROM attempt_hosts WHERE attempt_id IN (",
             );
             let mut sep = qb.separated(", ");
@@ -460,7 +461,7 @@ impl Store {
     /// [`Store::decide`] inside `tx`.
     async fn decide_in(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         attempt: &Attempt,
         v: &Verdict<'_>,
         now: DateTime<Utc>,
@@ -468,7 +469,7 @@ impl Store {
         let now_s = to_db(now);
         let done = sqlx::query(
             "INSERT INTO attempt_outcomes (attempt_id, finished_at, outcome, http_status, code, message, request_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (attempt_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (attempt_id) DO NOTHING",
         )
         .bind(attempt.attempt_id)
         .bind(&now_s)
@@ -483,7 +484,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM attempt_open WHERE attempt_id = ?")
+        sqlx::query("DELETE FROM attempt_open WHERE attempt_id = $1")
             .bind(attempt.attempt_id)
             .execute(&mut **tx)
             .await
@@ -513,7 +514,7 @@ impl Store {
             .await?;
         for h in v.hosts.iter().filter(|h| h.outcome == HostOutcome::Lapsed) {
             sqlx::query(
-                "UPDATE hosts SET financial_lock = 1 WHERE host_id = ? AND expired_time = ?",
+                "UPDATE hosts SET financial_lock = 1 WHERE host_id = $1 AND expired_time = $2",
             )
             .bind(h.host.as_str())
             .bind(to_db(h.cycle))
@@ -529,7 +530,7 @@ impl Store {
     /// behind a newer cloud read; every change goes into the host history.
     async fn follow_cloud(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         moves: &[(HostId, DateTime<Utc>)],
         op_kind: &str,
         detail: &str,
@@ -541,7 +542,7 @@ impl Store {
         let mut changes = Vec::new();
         for (id, after) in moves {
             let old: Option<String> =
-                sqlx::query_scalar("SELECT expired_time FROM hosts WHERE host_id = ?")
+                sqlx::query_scalar("SELECT expired_time FROM hosts WHERE host_id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut **tx)
                     .await
@@ -549,11 +550,11 @@ impl Store {
             let Some(old) = old else { continue };
             let (first, last) = super::engine_windows(&self.schedule, *after);
             sqlx::query(
-                "UPDATE hosts SET expired_time = ?1, first_window = ?2, last_window = ?3,
-                        cloud_expired_time = ?1, cloud_first_window = ?2,
-                        financial_lock = CASE WHEN expired_time = ?1 THEN financial_lock ELSE 0 END,
-                        updated_at = ?4
-                 WHERE host_id = ?5",
+                "UPDATE hosts SET expired_time = $1, first_window = $2, last_window = $3,
+                        cloud_expired_time = $1, cloud_first_window = $2,
+                        financial_lock = CASE WHEN expired_time = $1 THEN financial_lock ELSE 0 END,
+                        updated_at = $4
+                 WHERE host_id = $5",
             )
             .bind(to_db(*after))
             .bind(first)
@@ -582,7 +583,7 @@ impl Store {
 
     async fn notices_in(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         notices: &[NoticeRow],
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
@@ -615,7 +616,7 @@ impl Store {
         let list: Vec<&str> = hosts.iter().map(HostId::as_str).collect();
         let done = sqlx::query(
             "INSERT INTO attempt_blocks (attempt_id, at, reason, hosts, detail)
-             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM attempt_open WHERE attempt_id = ?1)
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM attempt_open WHERE attempt_id = $1)
              ON CONFLICT (attempt_id) DO NOTHING",
         )
         .bind(attempt_id)
@@ -644,8 +645,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT a.client_token,
                     (SELECT outcome FROM attempt_outcomes o WHERE o.attempt_id = a.attempt_id) AS outcome,
-                    EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id) AS blocked
-             FROM attempts a WHERE a.attempt_id = ?",
+                    CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id) THEN 1 ELSE 0 END AS blocked
+             FROM attempts a WHERE a.attempt_id = $1",
         )
         .bind(attempt_id)
         .fetch_optional(&mut *tx)
@@ -655,12 +656,12 @@ impl Store {
         if let Some(o) = get::<Option<String>>(&row, "outcome")? {
             return Err(SettleError::Decided(attempt_id, o));
         }
-        if !get::<bool>(&row, "blocked")? {
+        if get::<i64>(&row, "blocked")? == 0 {
             return Err(SettleError::NotBlocked(attempt_id));
         }
         let token: String = get(&row, "client_token")?;
         let hosts = sqlx::query(
-            "SELECT host_id, cycle FROM attempt_hosts WHERE attempt_id = ? ORDER BY COALESCE(position, 0), host_id",
+            "SELECT host_id, cycle FROM attempt_hosts WHERE attempt_id = $1 ORDER BY COALESCE(position, 0), host_id",
         )
         .bind(attempt_id)
         .fetch_all(&mut *tx)
@@ -677,7 +678,7 @@ impl Store {
             });
         }
         sqlx::query(
-            "INSERT INTO attempt_outcomes (attempt_id, finished_at, outcome, message) VALUES (?, ?, 'settled', ?)",
+            "INSERT INTO attempt_outcomes (attempt_id, finished_at, outcome, message) VALUES ($1, $2, 'settled', $3)",
         )
         .bind(attempt_id)
         .bind(&now_s)
@@ -685,7 +686,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::sql("recording the settlement"))?;
-        sqlx::query("DELETE FROM attempt_open WHERE attempt_id = ?")
+        sqlx::query("DELETE FROM attempt_open WHERE attempt_id = $1")
             .bind(attempt_id)
             .execute(&mut *tx)
             .await
@@ -720,8 +721,8 @@ impl Store {
                 Some(c) => {
                     let first = self.schedule.first_window(c.expiry).map(to_db);
                     sqlx::query(
-                        "UPDATE hosts SET cloud_expired_time = ?, cloud_first_window = ?, cloud_read_window = ?,
-                                financial_lock = ? WHERE host_id = ?",
+                        "UPDATE hosts SET cloud_expired_time = $1, cloud_first_window = $2, cloud_read_window = $3,
+                                financial_lock = $4 WHERE host_id = $5",
                     )
                     .bind(to_db(c.expiry))
                     .bind(first)
@@ -733,7 +734,7 @@ impl Store {
                     .map_err(StoreError::sql("recording a read"))?;
                 }
                 None => {
-                    sqlx::query("UPDATE hosts SET cloud_read_window = ? WHERE host_id = ?")
+                    sqlx::query("UPDATE hosts SET cloud_read_window = $1 WHERE host_id = $2")
                         .bind(&w)
                         .bind(o.host_id.as_str())
                         .execute(&mut *tx)
@@ -835,7 +836,7 @@ impl Store {
             .collect();
         let w = to_db(window);
         for chunk in hosts.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+            let mut qb = QueryBuilder::<Any>::new(
                 "SELECT host_id, cycle, outcome, NULL AS attempt_id, NULL AS kind FROM cycle_closures WHERE host_id IN (",
             );
             push_ids(&mut qb, chunk);
@@ -886,7 +887,7 @@ impl Store {
     pub async fn hosts_in_open_attempts(&self) -> Result<HashMap<String, (i64, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT ah.host_id, ao.attempt_id,
-                    EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id) AS blocked
+                    CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id) THEN 1 ELSE 0 END AS blocked
              FROM attempt_open ao JOIN attempt_hosts ah ON ah.attempt_id = ao.attempt_id",
         )
         .fetch_all(&self.pool)
@@ -896,7 +897,7 @@ impl Store {
             .map(|r| {
                 Ok((
                     get::<String>(r, "host_id")?,
-                    (get(r, "attempt_id")?, get(r, "blocked")?),
+                    (get(r, "attempt_id")?, get::<i64>(r, "blocked")? != 0),
                 ))
             })
             .collect()
@@ -904,15 +905,16 @@ impl Store {
 
     /// Every attempt without an outcome, with whether it is blocked.
     pub async fn undecided_attempt_ids(&self) -> Result<Vec<(i64, bool)>, StoreError> {
-        let rows: Vec<(i64, bool)> = sqlx::query_as(
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT ao.attempt_id,
-                    EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id)
+                    CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id)
+                         THEN 1 ELSE 0 END
              FROM attempt_open ao ORDER BY ao.attempt_id",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::sql("reading open attempts"))?;
-        Ok(rows)
+        Ok(rows.into_iter().map(|(id, b)| (id, b != 0)).collect())
     }
 
     /// Managed hosts (AutoRenewal, PrePaid, in the inventory) per region.
@@ -953,7 +955,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO window_runs (window_at, trigger, started_at, finished_at, due, renewed, already_renewed,
                                       failed, lapsed, attempts, result)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&run.window_at)
         .bind(run.trigger.as_str())
@@ -975,7 +977,7 @@ impl Store {
     /// Was `window` run to completion (any trigger)?
     pub async fn window_was_run(&self, window: DateTime<Utc>) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM window_runs WHERE window_at = ? AND result <> 'interrupted'",
+            "SELECT count(*) FROM window_runs WHERE window_at = $1 AND result <> 'interrupted'",
         )
         .bind(to_db(window))
         .fetch_one(&self.pool)
@@ -988,7 +990,7 @@ impl Store {
     pub async fn attempt_summaries(&self, ids: &[i64]) -> Result<Vec<AttemptSummary>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
+            let mut qb = QueryBuilder::<Any>::new(
                 "SELECT a.attempt_id, a.client_token, a.region_id, a.period, a.period_unit,
                         (SELECT count(*) FROM attempt_events e WHERE e.attempt_id = a.attempt_id AND e.kind = 'sent') AS sends,
                         COALESCE(o.outcome, CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id)
@@ -1047,7 +1049,7 @@ fn is_definite_failure(o: HostOutcome) -> bool {
     )
 }
 
-fn push_ids(qb: &mut QueryBuilder<Sqlite>, hosts: &[&HostRecord]) {
+fn push_ids(qb: &mut QueryBuilder<Any>, hosts: &[&HostRecord]) {
     let mut sep = qb.separated(", ");
     for h in hosts {
         sep.push_bind(h.host.id.as_str().to_owned());
@@ -1055,7 +1057,7 @@ fn push_ids(qb: &mut QueryBuilder<Sqlite>, hosts: &[&HostRecord]) {
 }
 
 fn attempt_from_row(
-    r: &sqlx::sqlite::SqliteRow,
+    r: &AnyRow,
     hosts: Vec<(HostId, DateTime<Utc>)>,
 ) -> Result<Attempt, StoreError> {
     let n: i64 = get(r, "period")?;
@@ -1077,7 +1079,7 @@ fn attempt_from_row(
         params: crate::ecs::sign::parse_canonical_query(&params),
         hosts,
         parent: get(r, "parent_attempt_id")?,
-        blocked: get(r, "blocked")?,
+        blocked: get::<i64>(r, "blocked")? != 0,
     })
 }
 
@@ -1091,12 +1093,12 @@ struct ClosureRow {
 
 /// A cycle closes once: later closures of the same cycle are ignored.
 async fn insert_closures(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     rows: &[ClosureRow],
     now_s: &str,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
+        let mut qb = QueryBuilder::<Any>::new(
             "INSERT INTO cycle_closures (host_id, cycle, outcome, new_expiry, attempt_id, at) ",
         );
         qb.push_values(chunk, |mut b, r| {
@@ -1117,13 +1119,13 @@ async fn insert_closures(
 }
 
 async fn insert_host_outcomes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     attempt_id: i64,
     hosts: &[HostDecision],
     now_s: &str,
 ) -> Result<(), StoreError> {
     for chunk in hosts.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
+        let mut qb = QueryBuilder::<Any>::new(
             "INSERT INTO host_outcomes (attempt_id, host_id, cycle, outcome, expiry_before, expiry_after, at) ",
         );
         qb.push_values(chunk, |mut b, h| {
@@ -1146,7 +1148,7 @@ async fn insert_host_outcomes(
 /// The write-ahead's two refusals, inside its transaction: another epoch took the database
 /// over (this actor is fenced off), or the token is recorded already.
 async fn fence_and_token(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     epoch: Epoch,
     token: &ClientToken,
 ) -> Result<(), WriteAheadError> {
@@ -1161,7 +1163,7 @@ async fn fence_and_token(
         });
     }
     let taken: Option<i64> =
-        sqlx::query_scalar("SELECT attempt_id FROM attempts WHERE client_token = ?")
+        sqlx::query_scalar("SELECT attempt_id FROM attempts WHERE client_token = $1")
             .bind(token.as_str())
             .fetch_optional(&mut **tx)
             .await
@@ -1174,12 +1176,12 @@ async fn fence_and_token(
 
 /// An attempt's hosts with the cycle each is renewed from, in request order.
 async fn insert_attempt_hosts(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     attempt_id: i64,
     hosts: &[(HostId, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
     for (base, chunk) in hosts.chunks(CHUNK).enumerate() {
-        let mut qb = QueryBuilder::<Sqlite>::new(
+        let mut qb = QueryBuilder::<Any>::new(
             "INSERT INTO attempt_hosts (attempt_id, host_id, cycle, position) ",
         );
         qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, cycle))| {
@@ -1206,20 +1208,20 @@ const CANDIDATES: &str = concat!(
             // each read from an index (two date ranges and the closures' key), so a pass reads
             // the hosts that may be due, not every host.
             " WHERE h.host_id IN (
-                  SELECT host_id FROM hosts WHERE first_window <= ?1 AND removed_at IS NULL
+                  SELECT host_id FROM hosts WHERE first_window <= $1 AND removed_at IS NULL
                   UNION ALL SELECT host_id FROM cycle_closures
-                  UNION ALL SELECT host_id FROM hosts WHERE cloud_first_window <= ?1 AND removed_at IS NULL)
+                  UNION ALL SELECT host_id FROM hosts WHERE cloud_first_window <= $1 AND removed_at IS NULL)
                 AND h.removed_at IS NULL AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
                 AND p.renewal_status = 'AutoRenewal'
                 AND NOT EXISTS (SELECT 1 FROM attempt_open ao JOIN attempt_hosts ah ON ah.attempt_id = ao.attempt_id
                                 WHERE ah.host_id = h.host_id)
                 AND (
-                  (h.first_window <= ?1
+                  (h.first_window <= $1
                    AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
                    AND NOT EXISTS (", failed_in_window!("h.expired_time"), "))
                   OR (EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.expired_time)
-                      AND (h.cloud_read_window IS NULL OR h.cloud_read_window <> ?1))
-                  OR (h.cloud_first_window <= ?1 AND h.cloud_expired_time <> h.expired_time
+                      AND (h.cloud_read_window IS NULL OR h.cloud_read_window <> $1))
+                  OR (h.cloud_first_window <= $1 AND h.cloud_expired_time <> h.expired_time
                    AND NOT EXISTS (SELECT 1 FROM cycle_closures c WHERE c.host_id = h.host_id AND c.cycle = h.cloud_expired_time)
                    AND NOT EXISTS (", failed_in_window!("h.cloud_expired_time"), "))
                 )
@@ -1229,7 +1231,7 @@ const CANDIDATES: &str = concat!(
 /// The candidates query, on the pool or inside a transaction.
 async fn candidates_on<'c, E>(exec: E, window: DateTime<Utc>) -> Result<Vec<HostRecord>, StoreError>
 where
-    E: sqlx::Executor<'c, Database = Sqlite>,
+    E: sqlx::Executor<'c, Database = Any>,
 {
     let rows = sqlx::query(CANDIDATES)
         .bind(to_db(window))
@@ -1286,7 +1288,7 @@ mod tests {
         let sql_of = |table: &'static str| {
             let pool = store.pool.clone();
             async move {
-                sqlx::query_scalar::<_, String>("SELECT sql FROM sqlite_schema WHERE name = ?")
+                sqlx::query_scalar::<_, String>("SELECT sql FROM sqlite_schema WHERE name = $1")
                     .bind(table)
                     .fetch_one(&pool)
                     .await

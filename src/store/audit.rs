@@ -31,19 +31,19 @@ impl Store {
             AuditKind::Attempts => "SELECT attempt_id, kind, window_at, host_id, cycle, region_id, period, period_unit,
                     client_token, sent_at, sends, finished_at, http_status, code, request_id, state, outcome,
                     attempt_outcome, blocked_reason, expiry_before, expiry_after, epoch, forced, params
-                 FROM v_attempts WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 FROM v_attempts WHERE ($1 IS NULL OR host_id = $1) AND ($2 IS NULL OR created_at >= $2)
                  ORDER BY attempt_id, host_id",
             AuditKind::Policies => "SELECT change_id, changed_at, host_id, old_renewal_status, old_duration, old_period_unit,
                     new_renewal_status, new_duration, new_period_unit, source, operation
-                 FROM v_policy_changes WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR changed_at >= ?2)
+                 FROM v_policy_changes WHERE ($1 IS NULL OR host_id = $1) AND ($2 IS NULL OR changed_at >= $2)
                  ORDER BY change_id",
             AuditKind::Notices => "SELECT notice_id, created_at, day, kind, host_id, cycle, message,
                     delivery_tries, delivered_at
-                 FROM v_notices WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR created_at >= ?2)
+                 FROM v_notices WHERE ($1 IS NULL OR host_id = $1) AND ($2 IS NULL OR created_at >= $2)
                  ORDER BY notice_id",
             AuditKind::Windows => "SELECT run_id, window_at, trigger, started_at, finished_at, due, renewed,
                     already_renewed, failed, lapsed, attempts, result
-                 FROM v_windows WHERE ?1 IS NULL AND (?2 IS NULL OR window_at >= ?2)
+                 FROM v_windows WHERE $1 IS NULL AND ($2 IS NULL OR window_at >= $2)
                  ORDER BY run_id",
         };
         let columns: Vec<String> = sql
@@ -82,7 +82,7 @@ impl Store {
     }
 }
 
-fn any_value(r: &sqlx::sqlite::SqliteRow, i: usize) -> serde_json::Value {
+fn any_value(r: &sqlx::any::AnyRow, i: usize) -> serde_json::Value {
     if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
         return v.map_or(serde_json::Value::Null, serde_json::Value::from);
     }
@@ -163,7 +163,7 @@ impl Store {
         use crate::domain::time::to_db;
         sqlx::query(
             "INSERT INTO sync_runs (started_at, finished_at, trigger, regions, result, detail)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(to_db(started))
         .bind(to_db(finished))

@@ -10,7 +10,7 @@
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow as SqliteRow;
 use sqlx::{Connection, Row};
 
 use super::{Store, StoreError};
@@ -187,7 +187,7 @@ struct Column {
 }
 
 async fn same_columns(
-    src: &mut sqlx::SqliteConnection,
+    src: &mut sqlx::AnyConnection,
     pg: &mut PgConnection,
     table: &'static str,
 ) -> Result<Vec<Column>, CopyError> {
@@ -232,7 +232,7 @@ async fn same_columns(
 
 /// Streams the table's rows into `COPY … FROM STDIN`; returns (rows, SHA-256 of the text sent).
 async fn send_table(
-    src: &mut sqlx::SqliteConnection,
+    src: &mut sqlx::AnyConnection,
     pg: &mut PgConnection,
     table: &'static str,
     key: &str,

@@ -45,7 +45,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO notice_channels (channel, kind, since, added_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO notice_channels (channel, kind, since, added_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (channel) DO NOTHING",
         )
         .bind(channel)
@@ -68,16 +68,16 @@ impl Store {
         let rows = sqlx::query(
             "SELECT n.notice_id, n.kind, n.host_id, h.region_id, n.cycle, n.day, n.message, n.created_at,
                     (SELECT count(*) FROM notice_deliveries d
-                      WHERE d.notice_id = n.notice_id AND d.channel = ?1) AS tries,
+                      WHERE d.notice_id = n.notice_id AND d.channel = $1) AS tries,
                     (SELECT max(d.at) FROM notice_deliveries d
-                      WHERE d.notice_id = n.notice_id AND d.channel = ?1) AS last_try
+                      WHERE d.notice_id = n.notice_id AND d.channel = $1) AS last_try
              FROM notices n
-             JOIN notice_channels c ON c.channel = ?1
+             JOIN notice_channels c ON c.channel = $1
              LEFT JOIN hosts h ON h.host_id = n.host_id
              WHERE n.created_at >= c.since
-               AND instr(',' || ?2 || ',', ',' || n.kind || ',') > 0
+               AND instr(',' || $2 || ',', ',' || n.kind || ',') > 0
                AND NOT EXISTS (SELECT 1 FROM notice_deliveries d
-                                WHERE d.notice_id = n.notice_id AND d.channel = ?1 AND d.delivered = 1)
+                                WHERE d.notice_id = n.notice_id AND d.channel = $1 AND d.delivered = 1)
              ORDER BY n.notice_id",
         )
         .bind(channel)
@@ -108,7 +108,7 @@ impl Store {
     pub async fn record_delivery(&self, t: &DeliveryTry<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO notice_deliveries (notice_id, channel, try, at, http_status, error, delivered)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(t.notice_id)
         .bind(t.channel)

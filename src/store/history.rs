@@ -7,7 +7,7 @@ impl Store {
     pub async fn host_changes(&self, host: &HostId) -> Result<Vec<HostChange>, StoreError> {
         let rows = sqlx::query(
             "SELECT change_id, changed_at, host_id, kind, field, old_value, new_value, source
-             FROM host_changes WHERE host_id = ? ORDER BY change_id",
+             FROM host_changes WHERE host_id = $1 ORDER BY change_id",
         )
         .bind(host.as_str())
         .fetch_all(&self.pool)
@@ -20,7 +20,7 @@ impl Store {
     pub async fn notices(&self, host: Option<&HostId>) -> Result<Vec<Notice>, StoreError> {
         let rows = sqlx::query(
             "SELECT notice_id, created_at, day, kind, host_id, cycle, message FROM v_notices
-             WHERE ?1 IS NULL OR host_id = ?1 ORDER BY notice_id",
+             WHERE $1 IS NULL OR host_id = $1 ORDER BY notice_id",
         )
         .bind(host.map(HostId::as_str))
         .fetch_all(&self.pool)
@@ -32,14 +32,14 @@ impl Store {
 
 /// Records many notices at once, each at most once per (host, cycle, kind, day); logs the new ones.
 pub(crate) async fn insert_notices(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     notices: &[(String, String, &str, &str)],
     day: &str,
     now: &str,
 ) -> Result<usize, StoreError> {
     let mut new = 0;
     for chunk in notices.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
+        let mut qb = QueryBuilder::<Any>::new(
             "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) ",
         );
         qb.push_values(chunk, |mut b, (host, cycle, kind, message)| {
@@ -73,14 +73,14 @@ pub(crate) async fn insert_notices(
 }
 
 pub(crate) async fn insert_operation(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     kind: &str,
     source: Source,
     detail: &str,
     now: &str,
 ) -> Result<i64, StoreError> {
     let row = sqlx::query(
-        "INSERT INTO operations (kind, source, detail, at) VALUES (?, ?, ?, ?) RETURNING op_id",
+        "INSERT INTO operations (kind, source, detail, at) VALUES ($1, $2, $3, $4) RETURNING op_id",
     )
     .bind(kind)
     .bind(source.as_str())
@@ -120,7 +120,7 @@ impl ChangeRow {
 }
 
 pub(crate) async fn insert_host_changes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     op_id: i64,
     changes: &[ChangeRow],
     source: Source,
@@ -133,8 +133,8 @@ pub(crate) async fn insert_host_changes(
             .collect();
         sqlx::query(
             "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at)
-             SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4, ?3, ?4
-             FROM jsonb_each(?1)",
+             SELECT $2, value->>0, value->>1, value->>2, value->>3, value->>4, $3, $4
+             FROM jsonb_each($1)",
         )
         .bind(json_rows(&rows)?)
         .bind(op_id)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures_util::future::Either;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
 
 use super::rows::RawHost;
@@ -26,7 +26,7 @@ pub struct PlannedHost {
 /// Whether a host has an attempt without an outcome: NULL if not, else whether one is blocked.
 macro_rules! open_attempt {
     () => {
-        "(SELECT max(EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id))
+        "(SELECT max(CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = ao.attempt_id) THEN 1 ELSE 0 END)
           FROM attempt_hosts ah JOIN attempt_open ao ON ao.attempt_id = ah.attempt_id
           WHERE ah.host_id = h.host_id)"
     };
@@ -62,9 +62,9 @@ macro_rules! planned_page {
             "SELECT json_group_array(",
             planned_json!("p.", $open),
             "), count(*), max(h.host_id)
-             FROM (SELECT k.host_id FROM hosts k WHERE k.host_id > ?1 ",
+             FROM (SELECT k.host_id FROM hosts k WHERE k.host_id > $1 ",
             $filter,
-            " ORDER BY k.host_id LIMIT ?2) page
+            " ORDER BY k.host_id LIMIT $2) page
              CROSS JOIN hosts h ON h.host_id = page.host_id
              LEFT JOIN policies p ON p.host_id = h.host_id"
         )
@@ -99,16 +99,18 @@ fn decode<'a, T: serde::Deserialize<'a>>(j: &'a str) -> Result<T, StoreError> {
 /// Reads pages of `sql` on one read transaction (every page sees the same snapshot) and
 /// sends each page's JSON on `out`, until the last page or until the receiver is gone.
 async fn read_pages(
-    pool: sqlx::SqlitePool,
+    pool: sqlx::AnyPool,
     sql: PageSql,
     out: mpsc::Sender<Result<String, StoreError>>,
 ) {
     let begun = async {
         let mut tx = pool.begin().await?;
-        let open: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attempt_open)")
-            .fetch_one(&mut *tx)
-            .await?;
-        Ok::<_, sqlx::Error>((tx, open))
+        let open: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM attempt_open) THEN 1 ELSE 0 END",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok::<_, sqlx::Error>((tx, open != 0))
     };
     let (mut tx, open) = match begun.await {
         Ok(begun) => begun,
@@ -209,7 +211,7 @@ impl Store {
         let j: Option<String> = sqlx::query_scalar(concat!(
             "SELECT ",
             planned_json!("p.", open_attempt!()),
-            " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id WHERE h.host_id = ?"
+            " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id WHERE h.host_id = $1"
         ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -227,7 +229,7 @@ impl Store {
     ) -> Result<Vec<HostRecord>, StoreError> {
         let rows = sqlx::query(concat!(
             rows_select!(),
-            " WHERE h.removed_at IS NULL AND h.expired_time >= ? AND h.expired_time < ?
+            " WHERE h.removed_at IS NULL AND h.expired_time >= $1 AND h.expired_time < $2
                 AND h.charge_type = 'PrePaid' AND h.status <> 'Released'
                 AND COALESCE(p.renewal_status, 'Normal') <> 'AutoRenewal'
               ORDER BY h.host_id"
@@ -250,7 +252,7 @@ pub const WRITE_CHUNK: usize = 5_000;
 /// [`HostWriter::commit`], nothing is written.
 pub struct HostWriter {
     store: Store,
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
     op_id: i64,
     source: Source,
     now_s: String,
@@ -397,7 +399,7 @@ impl HostWriter {
 /// wrote them, for the rebuild at commit. The primary key stays: it is what rejects a duplicate
 /// host.
 async fn set_indexes_aside(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let indexes: Vec<(String, String)> = sqlx::query_as(concat!(
         "SELECT name, sql FROM sqlite_schema
@@ -425,7 +427,7 @@ async fn set_indexes_aside(
 /// transaction's): the ids bound as one JSON array, each row read as one packed value (see
 /// [`RawHost`]).
 pub(super) async fn records_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     ids: impl Iterator<Item = &HostId>,
 ) -> Result<Vec<HostRecord>, StoreError> {
     let ids: Vec<&str> = ids.map(HostId::as_str).collect();
@@ -436,7 +438,7 @@ pub(super) async fn records_in(
         "SELECT ",
         host_json!("p."),
         " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
-          WHERE h.host_id IN (SELECT value FROM json_each(?1)) ORDER BY h.host_id"
+          WHERE h.host_id IN (SELECT value FROM json_each($1)) ORDER BY h.host_id"
     ))
     .bind(ids)
     .fetch_all(conn)

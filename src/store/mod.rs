@@ -23,10 +23,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, ConnectOptions, Executor, QueryBuilder, Row, Transaction};
 
 use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
@@ -90,7 +90,7 @@ pub struct UpsertSummary {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
     schedule: Schedule,
 }
 
@@ -110,20 +110,27 @@ impl Store {
         } else {
             None
         };
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            // Statement journals (multi-row upserts) in memory, not in temp files.
-            .pragma("temp_store", "memory")
-            .busy_timeout(Duration::from_secs(10))
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_str(&sqlite_url(path))
+            .map_err(|e| StoreError::open(path, &e))?
             // A million-host read is slow by design: sqlx's warning told an operator nothing
             // to act on. Kept at debug level for whoever profiles.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL (persistent in the file), a commit durable on return, foreign keys,
+                    // statement journals in memory, and a wait rather than SQLITE_BUSY.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+                         PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::open(path, &e))?;
@@ -215,7 +222,7 @@ impl Store {
         let mut tx = self.begin().await?;
         for rec in &hosts {
             let (first, last) = windows(&self.schedule, &rec.host);
-            sqlx::query("UPDATE hosts SET first_window = ?, last_window = ? WHERE host_id = ?")
+            sqlx::query("UPDATE hosts SET first_window = $1, last_window = $2 WHERE host_id = $3")
                 .bind(first)
                 .bind(last)
                 .bind(rec.host.id.as_str())
@@ -224,7 +231,7 @@ impl Store {
                 .map_err(StoreError::sql("updating host windows"))?;
         }
         sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('schedule', ?)
+            "INSERT INTO meta (key, value) VALUES ('schedule', $1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(&fingerprint)
@@ -234,7 +241,7 @@ impl Store {
         commit(tx).await
     }
 
-    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -262,7 +269,7 @@ impl Store {
 
     /// One host (removed or not).
     pub async fn host(&self, id: &HostId) -> Result<Option<HostRecord>, StoreError> {
-        let row = sqlx::query(concat!(rows_select!(), " WHERE h.host_id = ?"))
+        let row = sqlx::query(concat!(rows_select!(), " WHERE h.host_id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -306,7 +313,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     async fn upsert_in_tx(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         existing: &HashMap<String, HostRecord>,
         inputs: &EncodedHosts,
         op_id: i64,
@@ -326,14 +333,14 @@ impl Store {
     /// window of that expiry), which the engine's candidate set also follows.
     async fn write_cloud_reads(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Transaction<'static, Any>,
         cloud: &[&Host],
         now_s: &str,
     ) -> Result<(), StoreError> {
         for h in cloud {
             sqlx::query(
-                "UPDATE hosts SET synced_at = ?, cloud_expired_time = ?, cloud_first_window = ?
-                 WHERE host_id = ?",
+                "UPDATE hosts SET synced_at = $1, cloud_expired_time = $2, cloud_first_window = $3
+                 WHERE host_id = $4",
             )
             .bind(now_s)
             .bind(to_db(h.expired_time))
@@ -352,7 +359,7 @@ impl Store {
         let now_s = to_db(now);
         let mut tx = self.begin().await?;
         let removed: Option<Option<String>> =
-            sqlx::query_scalar("SELECT removed_at FROM hosts WHERE host_id = ?")
+            sqlx::query_scalar("SELECT removed_at FROM hosts WHERE host_id = $1")
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
                 .await
@@ -364,7 +371,7 @@ impl Store {
         }
         let op_id =
             insert_operation(&mut tx, "hosts_remove", Source::Cli, id.as_str(), &now_s).await?;
-        sqlx::query("UPDATE hosts SET removed_at = ?, updated_at = ? WHERE host_id = ?")
+        sqlx::query("UPDATE hosts SET removed_at = $1, updated_at = $2 WHERE host_id = $3")
             .bind(&now_s)
             .bind(&now_s)
             .bind(id.as_str())
@@ -383,8 +390,8 @@ macro_rules! insert_hosts {
         "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
            sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
          SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
-                value->>7, value->>8, value->>9, NULL, ?2, ?2
-         FROM jsonb_each(?1) WHERE ?3 IS NOT NULL"
+                value->>7, value->>8, value->>9, NULL, $2, $2
+         FROM jsonb_each($1) WHERE $3 IS NOT NULL"
     };
 }
 
@@ -400,14 +407,14 @@ const UPSERT_HOSTS: &str = concat!(
       status = excluded.status, expired_time = excluded.expired_time,
       sale_cycle = excluded.sale_cycle, financial_lock = excluded.financial_lock,
       first_window = excluded.first_window, last_window = excluded.last_window,
-      removed_at = CASE WHEN ?3 THEN NULL ELSE hosts.removed_at END,
+      removed_at = CASE WHEN $3 THEN NULL ELSE hosts.removed_at END,
       updated_at = excluded.updated_at"
 );
 
 /// Adds these encoded host rows (`upsert` None: they are new, and a row already there is an
 /// error) or replaces them (`Some(restore_removed)`: a removed host is restored if true).
 async fn write_hosts(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     rows: &[&str],
     now_s: &str,
     upsert: Option<bool>,
@@ -569,7 +576,7 @@ impl<'a> Upsert<'a> {
     }
 }
 
-pub(crate) async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+pub(crate) async fn commit(tx: Transaction<'static, Any>) -> Result<(), StoreError> {
     tx.commit()
         .await
         .map_err(StoreError::sql("committing the transaction"))
@@ -585,6 +592,25 @@ fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
         what: format!("cannot encode rows: {e}"),
     })
+}
+
+/// The `sqlite://` URL of a file path (percent-encoded: a path may hold `?`, `#` or `%`),
+/// created if missing.
+fn sqlite_url(path: &Path) -> String {
+    use std::fmt::Write;
+    let mut url = String::from("sqlite://");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                url.push(char::from(*b))
+            }
+            _ => {
+                let _ = write!(url, "%{b:02X}");
+            }
+        }
+    }
+    url.push_str("?mode=rwc");
+    url
 }
 
 /// An exclusive lock on `<database>-migrate.lock`, waited for (migrations are quick).

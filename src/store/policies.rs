@@ -13,7 +13,7 @@ impl Store {
                     old_period_unit, new_renewal_status, new_duration, new_period_unit,
                     source, op_id, operation
              FROM v_policy_changes
-             WHERE ?1 IS NULL OR host_id = ?1
+             WHERE $1 IS NULL OR host_id = $1
              ORDER BY change_id",
         )
         .bind(host.map(HostId::as_str))
@@ -41,7 +41,7 @@ impl Store {
             }
             let row = sqlx::query(concat!(
                 rows_select!(),
-                " WHERE h.host_id = ? AND h.removed_at IS NULL"
+                " WHERE h.host_id = $1 AND h.removed_at IS NULL"
             ))
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -85,7 +85,7 @@ pub struct PolicyOutcome {
 }
 
 pub(super) async fn write_policies(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     op_id: i64,
     rows: &[(&HostId, Policy, Option<Policy>)],
     source: Source,
@@ -112,13 +112,13 @@ pub(super) async fn write_policies(
         let replaces = chunk.iter().any(|(_, _, old)| old.is_some());
         sqlx::query(if replaces {
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1) WHERE true
+             SELECT value->>0, value->>1, value->>2, value->>3, $2 FROM jsonb_each($1) WHERE true
              ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
                duration = excluded.duration, period_unit = excluded.period_unit,
                updated_at = excluded.updated_at"
         } else {
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM jsonb_each(?1)"
+             SELECT value->>0, value->>1, value->>2, value->>3, $2 FROM jsonb_each($1)"
         })
         .bind(&json)
         .bind(now)
@@ -128,8 +128,8 @@ pub(super) async fn write_policies(
         sqlx::query(
             "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
                old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at)
-             SELECT ?2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, ?3, ?4
-             FROM jsonb_each(?1)",
+             SELECT $2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, $3, $4
+             FROM jsonb_each($1)",
         )
         .bind(&json)
         .bind(op_id)

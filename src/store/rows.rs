@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{StoreError, parse_col};
 use crate::domain::period::Period;
@@ -50,7 +50,7 @@ macro_rules! failed_in_window {
             "SELECT 1 FROM host_outcomes ho JOIN attempts a ON a.attempt_id = ho.attempt_id
              WHERE ho.host_id = h.host_id AND ho.cycle = ",
             $cycle,
-            " AND a.window_at = ?1 AND a.kind = 'scheduled'
+            " AND a.window_at = $1 AND a.kind = 'scheduled'
                AND ho.outcome IN ('failed', 'retries_exhausted', 'config_error')"
         )
     };
@@ -79,7 +79,7 @@ impl HostRecord {
         self.policy.unwrap_or_default()
     }
 
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         RawHost {
             host_id: Cow::Borrowed(get(r, "host_id")?),
             region_id: get(r, "region_id")?,
@@ -244,7 +244,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             notice_id: get(r, "notice_id")?,
             created_at: get(r, "created_at")?,
@@ -275,7 +275,7 @@ pub struct PolicyChange {
 }
 
 impl PolicyChange {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             change_id: get(r, "change_id")?,
             changed_at: get(r, "changed_at")?,
@@ -307,7 +307,7 @@ pub struct HostChange {
 }
 
 impl HostChange {
-    pub(super) fn from_row(r: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             change_id: get(r, "change_id")?,
             changed_at: get(r, "changed_at")?,
@@ -352,9 +352,9 @@ pub(super) fn diff_hosts(old: &Host, new: &Host) -> Vec<(&'static str, String, S
     out
 }
 
-pub(super) fn get<'r, T>(r: &'r SqliteRow, col: &'static str) -> Result<T, StoreError>
+pub(super) fn get<'r, T>(r: &'r AnyRow, col: &'static str) -> Result<T, StoreError>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     r.try_get(col).map_err(StoreError::sql("decoding a row"))
 }

@@ -120,7 +120,7 @@ impl Store {
         let op_id = insert_operation(&mut tx, "takeover", Source::Daemon, &detail, &now_s).await?;
         let mut changes = Vec::with_capacity(ids.len());
         for id in ids {
-            sqlx::query("UPDATE hosts SET cloud_renewal_status = 'Normal', cloud_renewal_duration = 0 WHERE host_id = ?")
+            sqlx::query("UPDATE hosts SET cloud_renewal_status = 'Normal', cloud_renewal_duration = 0 WHERE host_id = $1")
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
@@ -245,12 +245,12 @@ impl Released {
 }
 
 async fn write_released(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     released: &[HostId],
     now_s: &str,
 ) -> Result<(), StoreError> {
     for id in released {
-        sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = ? WHERE host_id = ?")
+        sqlx::query("UPDATE hosts SET status = 'Released', first_window = NULL, last_window = NULL, updated_at = $1 WHERE host_id = $2")
             .bind(now_s)
             .bind(id.as_str())
             .execute(&mut **tx)
@@ -262,7 +262,7 @@ async fn write_released(
 
 /// Records the cloud-side auto-renew attributes that changed; returns how many did.
 async fn write_cloud_renewals(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     existing: &HashMap<String, HostRecord>,
     renewals: &[&CloudRenewal],
     changes: &mut Vec<ChangeRow>,
@@ -285,7 +285,7 @@ async fn write_cloud_renewals(
                 Some(r.status.clone()),
             ));
         }
-        sqlx::query("UPDATE hosts SET cloud_renewal_status = ?, cloud_renewal_duration = ?, cloud_renewal_unit = ? WHERE host_id = ?")
+        sqlx::query("UPDATE hosts SET cloud_renewal_status = $1, cloud_renewal_duration = $2, cloud_renewal_unit = $3 WHERE host_id = $4")
             .bind(&r.status)
             .bind(r.duration)
             .bind(&r.unit)
@@ -320,7 +320,7 @@ fn double_renew_risk(
 
 /// A `double_renew_risk` notice per host at risk, once a day.
 async fn risk_notices(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     risk: &[HostId],
     cloud: &[&Host],
     day: &str,
@@ -353,7 +353,7 @@ async fn risk_notices(
 
 /// Every host row, keyed by id, read inside a write transaction.
 async fn read_all(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
 ) -> Result<HashMap<String, HostRecord>, StoreError> {
     sqlx::query(rows_select!())
         .fetch_all(&mut **tx)
@@ -366,7 +366,7 @@ async fn read_all(
 
 /// The notice that releases were held back: so many hosts gone at once may be a broken answer.
 async fn held_back_notice(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     region: &str,
     gone: &Released,
     day: &str,
