@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{Any, QueryBuilder, Row, Transaction};
+use sqlx::{Any, Row, Transaction};
+
+use super::builder::Statement;
 
 use super::rows::get;
 use super::{
@@ -374,16 +376,14 @@ impl Store {
             .map_err(StoreError::sql("decoding attempts"))?;
         let mut out: HashMap<i64, Vec<(HostId, DateTime<Utc>)>> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Any>::new(
+            let mut st = Statement::new(
                 "SELECT attempt_id, host_id, cycle FROM attempt_hosts WHERE attempt_id IN (",
             );
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            qb.push(") ORDER BY attempt_id, COALESCE(position, 0), host_id");
-            let rows = qb
-                .build()
+            st.list(chunk.iter().copied())
+                .push(") ORDER BY attempt_id, COALESCE(position, 0), host_id");
+            let rows = st
+                .query()
+                .map_err(StoreError::sql("reading attempts' hosts"))?
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::sql("reading attempts' hosts"))?;
@@ -836,22 +836,25 @@ impl Store {
             .collect();
         let w = to_db(window);
         for chunk in hosts.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Any>::new(
-                "SELECT host_id, cycle, outcome, NULL AS attempt_id, NULL AS kind FROM cycle_closures WHERE host_id IN (",
+            let ids = || chunk.iter().map(|h| h.host.id.as_str().to_owned());
+            let mut st = Statement::new(
+                "SELECT host_id, cycle, outcome, CAST(NULL AS BIGINT) AS attempt_id, CAST(NULL AS TEXT) AS kind
+                 FROM cycle_closures WHERE host_id IN (",
             );
-            push_ids(&mut qb, chunk);
-            qb.push(
-                ") UNION ALL
-                 SELECT ho.host_id, ho.cycle, ho.outcome, ho.attempt_id, a.kind FROM host_outcomes ho
-                 JOIN attempts a ON a.attempt_id = ho.attempt_id
-                 WHERE a.window_at = ",
-            );
-            qb.push_bind(w.clone());
-            qb.push(" AND ho.host_id IN (");
-            push_ids(&mut qb, chunk);
-            qb.push(")");
-            let rows = qb
-                .build()
+            st.list(ids())
+                .push(
+                    ") UNION ALL
+                     SELECT ho.host_id, ho.cycle, ho.outcome, ho.attempt_id, a.kind FROM host_outcomes ho
+                     JOIN attempts a ON a.attempt_id = ho.attempt_id
+                     WHERE a.window_at = ",
+                )
+                .bind(w.clone())
+                .push(" AND ho.host_id IN (")
+                .list(ids())
+                .push(")");
+            let rows = st
+                .query()
+                .map_err(StoreError::sql("reading cycle facts"))?
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::sql("reading cycle facts"))?;
@@ -990,7 +993,7 @@ impl Store {
     pub async fn attempt_summaries(&self, ids: &[i64]) -> Result<Vec<AttemptSummary>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Any>::new(
+            let mut st = Statement::new(
                 "SELECT a.attempt_id, a.client_token, a.region_id, a.period, a.period_unit,
                         (SELECT count(*) FROM attempt_events e WHERE e.attempt_id = a.attempt_id AND e.kind = 'sent') AS sends,
                         COALESCE(o.outcome, CASE WHEN EXISTS (SELECT 1 FROM attempt_blocks b WHERE b.attempt_id = a.attempt_id)
@@ -1002,13 +1005,10 @@ impl Store {
                  FROM attempts a LEFT JOIN attempt_outcomes o ON o.attempt_id = a.attempt_id
                  WHERE a.attempt_id IN (",
             );
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            qb.push(") ORDER BY a.attempt_id");
-            let rows = qb
-                .build()
+            st.list(chunk.iter().copied()).push(") ORDER BY a.attempt_id");
+            let rows = st
+                .query()
+                .map_err(StoreError::sql("reading attempts"))?
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::sql("reading attempts"))?;
@@ -1047,13 +1047,6 @@ fn is_definite_failure(o: HostOutcome) -> bool {
         o,
         HostOutcome::Failed | HostOutcome::LegacyRetriesExhausted | HostOutcome::LegacyConfigError
     )
-}
-
-fn push_ids(qb: &mut QueryBuilder<Any>, hosts: &[&HostRecord]) {
-    let mut sep = qb.separated(", ");
-    for h in hosts {
-        sep.push_bind(h.host.id.as_str().to_owned());
-    }
 }
 
 fn attempt_from_row(
@@ -1098,19 +1091,20 @@ async fn insert_closures(
     now_s: &str,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Any>::new(
+        let mut st = Statement::new(
             "INSERT INTO cycle_closures (host_id, cycle, outcome, new_expiry, attempt_id, at) ",
         );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.host.clone())
-                .push_bind(r.cycle.clone())
-                .push_bind(r.closure.as_str())
-                .push_bind(r.new_expiry.clone())
-                .push_bind(r.attempt)
-                .push_bind(now_s.to_owned());
-        });
-        qb.push(" ON CONFLICT (host_id, cycle) DO NOTHING");
-        qb.build()
+        st.values(chunk, |b, r| {
+            b.bind(r.host.clone())
+                .bind(r.cycle.clone())
+                .bind(r.closure.as_str().to_owned())
+                .bind(r.new_expiry.clone())
+                .bind(r.attempt)
+                .bind(now_s.to_owned());
+        })
+        .push(" ON CONFLICT (host_id, cycle) DO NOTHING");
+        st.query()
+            .map_err(StoreError::sql("closing cycles"))?
             .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("closing cycles"))?;
@@ -1125,19 +1119,20 @@ async fn insert_host_outcomes(
     now_s: &str,
 ) -> Result<(), StoreError> {
     for chunk in hosts.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Any>::new(
+        let mut st = Statement::new(
             "INSERT INTO host_outcomes (attempt_id, host_id, cycle, outcome, expiry_before, expiry_after, at) ",
         );
-        qb.push_values(chunk, |mut b, h| {
-            b.push_bind(attempt_id)
-                .push_bind(h.host.as_str().to_owned())
-                .push_bind(to_db(h.cycle))
-                .push_bind(h.outcome.as_str())
-                .push_bind(to_db(h.cycle))
-                .push_bind(h.expiry_after.map(to_db))
-                .push_bind(now_s.to_owned());
+        st.values(chunk, |b, h| {
+            b.bind(attempt_id)
+                .bind(h.host.as_str().to_owned())
+                .bind(to_db(h.cycle))
+                .bind(h.outcome.as_str().to_owned())
+                .bind(to_db(h.cycle))
+                .bind(h.expiry_after.map(to_db))
+                .bind(now_s.to_owned());
         });
-        qb.build()
+        st.query()
+            .map_err(StoreError::sql("recording host outcomes"))?
             .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("recording host outcomes"))?;
@@ -1181,16 +1176,16 @@ async fn insert_attempt_hosts(
     hosts: &[(HostId, DateTime<Utc>)],
 ) -> Result<(), StoreError> {
     for (base, chunk) in hosts.chunks(CHUNK).enumerate() {
-        let mut qb = QueryBuilder::<Any>::new(
-            "INSERT INTO attempt_hosts (attempt_id, host_id, cycle, position) ",
-        );
-        qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, cycle))| {
-            b.push_bind(attempt_id)
-                .push_bind(id.as_str().to_owned())
-                .push_bind(to_db(*cycle))
-                .push_bind(i64::try_from(base * CHUNK + i).unwrap_or(i64::MAX));
+        let mut st =
+            Statement::new("INSERT INTO attempt_hosts (attempt_id, host_id, cycle, position) ");
+        st.values(chunk.iter().enumerate(), |b, (i, (id, cycle))| {
+            b.bind(attempt_id)
+                .bind(id.as_str().to_owned())
+                .bind(to_db(*cycle))
+                .bind(i64::try_from(base * CHUNK + i).unwrap_or(i64::MAX));
         });
-        qb.build()
+        st.query()
+            .map_err(StoreError::sql("writing the attempt's hosts"))?
             .execute(&mut **tx)
             .await
             .map_err(StoreError::sql("writing the attempt's hosts"))?;

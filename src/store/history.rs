@@ -1,5 +1,6 @@
 //! The inventory's audit trail: operations, host changes, and notices.
 
+use super::builder::Statement;
 use super::*;
 
 impl Store {
@@ -39,20 +40,20 @@ pub(crate) async fn insert_notices(
 ) -> Result<usize, StoreError> {
     let mut new = 0;
     for chunk in notices.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Any>::new(
-            "INSERT INTO notices (host_id, cycle, kind, day, message, created_at) ",
-        );
-        qb.push_values(chunk, |mut b, (host, cycle, kind, message)| {
-            b.push_bind(host.clone())
-                .push_bind(cycle.clone())
-                .push_bind(kind.to_string())
-                .push_bind(day.to_owned())
-                .push_bind(message.to_string())
-                .push_bind(now.to_owned());
-        });
-        qb.push(" ON CONFLICT (host_id, cycle, kind, day) DO NOTHING RETURNING host_id, cycle, kind, message");
-        let rows = qb
-            .build()
+        let mut st =
+            Statement::new("INSERT INTO notices (host_id, cycle, kind, day, message, created_at) ");
+        st.values(chunk, |b, (host, cycle, kind, message)| {
+            b.bind(host.clone())
+                .bind(cycle.clone())
+                .bind(kind.to_string())
+                .bind(day.to_owned())
+                .bind(message.to_string())
+                .bind(now.to_owned());
+        })
+        .push(" ON CONFLICT (host_id, cycle, kind, day) DO NOTHING RETURNING host_id, cycle, kind, message");
+        let rows = st
+            .query()
+            .map_err(StoreError::sql("recording notices"))?
             .fetch_all(&mut **tx)
             .await
             .map_err(StoreError::sql("recording notices"))?;

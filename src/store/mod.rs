@@ -10,6 +10,7 @@ mod error;
 mod rows;
 pub mod attempts;
 mod audit;
+mod builder;
 mod copy;
 pub mod deliveries;
 mod history;
@@ -26,7 +27,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Any, ConnectOptions, Executor, QueryBuilder, Row, Transaction};
+use sqlx::{Any, ConnectOptions, Executor, Row, Transaction};
 
 use crate::domain::policy::{PolicyRequest, validate_policy_request};
 use crate::domain::time::to_db;
