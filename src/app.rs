@@ -57,9 +57,38 @@ pub enum Access {
     Offline,
 }
 
-/// Opens the store at `[database] path` (migrating it if needed).
+/// Opens the store at `[database] path` or `url` (migrating it if needed).
 pub async fn store(config: &Config) -> Result<Store> {
-    Ok(Store::open(&config.database.path, config.schedule.schedule()).await?)
+    Ok(Store::open_at(&location(config)?, config.schedule.schedule()).await?)
+}
+
+/// The credential file that holds the PostgreSQL password under systemd (`LoadCredential=`).
+pub const PG_PASSWORD_CREDENTIAL: &str = "postgres-password";
+
+/// Where the store is: `[database] url` (PostgreSQL, its password from the credential file
+/// `postgres-password`, else PGPASSWORD, read by the driver) or `[database] path` (SQLite).
+pub fn location(config: &Config) -> Result<crate::store::Location> {
+    let Some(url) = &config.database.url else {
+        return Ok(crate::store::Location::Sqlite(config.database.path.clone()));
+    };
+    Ok(crate::store::Location::Postgres {
+        url: url.clone(),
+        password: pg_password(&|k| std::env::var(k).ok())?,
+    })
+}
+
+/// The password in `$CREDENTIALS_DIRECTORY/postgres-password`, if that file exists.
+pub fn pg_password(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>> {
+    let Some(dir) = env("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let file = std::path::Path::new(&dir).join(PG_PASSWORD_CREDENTIAL);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let password = std::fs::read_to_string(&file)
+        .map_err(|e| Error::Usage(format!("cannot read the credential {}: {e}", file.display())))?;
+    Ok(Some(password.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
 /// The ECS client with the configured credential source. Static keys are read now (a missing
@@ -91,7 +120,7 @@ pub async fn engine(
     let (store, actor) = match access {
         Access::Act => {
             let (store, actor) =
-                crate::engine::take_database(&config.database.path, config.schedule.schedule())
+                crate::engine::take_database(&location(config)?, config.schedule.schedule())
                     .await
                     .map_err(Error::Runtime)?;
             (store, Some(actor))

@@ -90,6 +90,10 @@ pub struct SyncConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseConfig {
     pub path: PathBuf,
+    /// `postgres://USER@HOST:PORT/DB`: the store is this PostgreSQL database (SPEC §5), not the
+    /// SQLite file. Never with a password: that comes from the credential file
+    /// `postgres-password` or PGPASSWORD.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,12 +314,7 @@ impl Config {
     }
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
-        if raw.database.url.is_some() {
-            return Err(invalid(
-                "database.url",
-                "this version runs the daemon on SQLite only ([database] path); the PostgreSQL store for an active/standby pair is not built yet (docs/ha.md). To move a database to PostgreSQL: ddh-renewd db copy --to postgres://USER@HOST/DB",
-            ));
-        }
+        let url = validate_database_url(raw.database.url.as_deref(), raw.database.path.is_some())?;
         let schedule = validate_schedule(raw.schedule)?;
         let display = DisplayConfig {
             timezone: zone(
@@ -335,6 +334,7 @@ impl Config {
                     .database
                     .path
                     .unwrap_or_else(|| PathBuf::from("ddh-renewd.db")),
+                url,
             },
             schedule,
             ecs,
@@ -345,6 +345,27 @@ impl Config {
             display,
         })
     }
+}
+
+
+/// `[database] url`: a PostgreSQL URL without a password, and not together with `path`.
+fn validate_database_url(url: Option<&str>, path_set: bool) -> Result<Option<String>, ConfigError> {
+    let Some(url) = url else { return Ok(None) };
+    let key = "database.url";
+    if path_set {
+        return Err(invalid(key, "set one of [database] path (SQLite) and url (PostgreSQL), not both"));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(key, "expected postgres://USER@HOST:PORT/DBNAME"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(key, format!("not a valid URL: {e}")))?;
+    if parsed.password().is_some() {
+        return Err(invalid(
+            key,
+            "the URL carries a password; a config file holds no secret: put it in the credential file postgres-password (LoadCredential=) or in PGPASSWORD",
+        ));
+    }
+    Ok(Some(url.to_owned()))
 }
 
 /// Resolves which config file to read: `--config`, else `$DDH_RENEWD_CONFIG`, else the system
@@ -398,11 +419,20 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_url_is_refused_with_the_reason() {
-        let e = Config::parse("[database]\nurl = \"postgres://ddh@127.0.0.1/ddh\"\n", "t")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("database.url") && e.contains("db copy"), "{e}");
+    fn a_postgres_url_takes_no_password_and_excludes_a_path() {
+        let ok = Config::parse("[database]\nurl = \"postgres://ddh@127.0.0.1/ddh\"\n", "t").unwrap();
+        assert_eq!(ok.database.url.as_deref(), Some("postgres://ddh@127.0.0.1/ddh"));
+        for (text, want) in [
+            ("url = \"postgres://ddh:pw@127.0.0.1/ddh\"", "password"),
+            ("url = \"mysql://127.0.0.1/x\"", "postgres://"),
+            ("url = \"postgres://ddh@127.0.0.1/ddh\"\npath = \"x.db\"", "one of"),
+        ] {
+            let e = Config::parse(&format!("[database]\n{text}\n"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("database.url") && e.contains(want), "{text}: {e}");
+            assert!(!e.contains(":pw@"), "{e}");
+        }
     }
 
     #[test]

@@ -58,6 +58,43 @@ fn ledger_by_host(cloud: &Cloud) -> BTreeMap<String, Vec<Value>> {
 #[test]
 fn fifteen_days_at_eight_utc8() {
     let cloud = Cloud::start();
+    let env = cloud.env("");
+    fifteen_days(&cloud, &env);
+    // The ten queries of docs/audit.md run as written with the sqlite3 CLI against this database
+    // while another process writes to it.
+    run_audit_queries(&env);
+    // Moved into PostgreSQL, the same ten questions get the same answers.
+    postgres_gives_the_same_answers(&env);
+    plan_and_metrics_after(&cloud, &env);
+}
+
+/// The same fifteen days, with the store on PostgreSQL: the same payments, attempts, notices
+/// and windows, through the same commands.
+#[test]
+fn fifteen_days_on_postgres() {
+    let Some(pg) = common::pg::Postgres::start() else {
+        return;
+    };
+    pg.create_db("ddh");
+    let cloud = Cloud::start();
+    let env = cloud.env_on_postgres(&pg, "ddh", "");
+    fifteen_days(&cloud, &env);
+    let plan = env.json(&["plan", "--json", "--at", &day(12)]);
+    let state = |id: &str| {
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["host_id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("dh-auto-1"), "renewed");
+    assert_eq!(state("dh-never"), "lapsed");
+}
+
+/// Fifteen daily windows of the fleet against the emulator, faults included, and what the
+/// ledger and the audit trail must show after them.
+fn fifteen_days(cloud: &Cloud, env: &Env) {
     cloud.add(cloud_fleet());
     cloud.faults(1, json!([
         {"action": "RenewDedicatedHosts", "hosts": ["dh-poor"], "kind": "error", "status": 400, "code": "InsufficientBalance", "count": 3},
@@ -70,7 +107,6 @@ fn fifteen_days_at_eight_utc8() {
         json!([{"DedicatedHostId": "dh-both", "RegionId": "cn-hangzhou", "ChargeType": "PrePaid",
         "ExpiredTime": "2026-12-13T16:00Z", "RenewalStatus": "AutoRenewal", "Duration": 1}]),
     );
-    let env = cloud.env("");
     env.import(FLEET);
     env.import(
         "dedicated_host_id,region_id,expired_time,charge_type,renewal_status
@@ -82,7 +118,7 @@ dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
     let mut first_renewal: BTreeMap<String, String> = BTreeMap::new();
     for d in -2..=12 {
         let at = day(d);
-        let r = tick(&cloud, &env, &at);
+        let r = tick(cloud, env, &at);
         assert!(r["config_error"].is_null(), "{at}: {r}");
         for id in r["renewed"].as_array().unwrap() {
             first_renewal
@@ -90,7 +126,7 @@ dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
                 .or_insert(at.clone());
         }
     }
-    let ledger = ledger_by_host(&cloud);
+    let ledger = ledger_by_host(cloud);
     // AutoRenewal hosts: renewed exactly once, at their first window.
     for (id, first) in [("dh-auto-1", 2), ("dh-auto-2", 2), ("dh-auto-3", 6)] {
         assert_eq!(
@@ -209,11 +245,9 @@ dh-both,cn-hangzhou,2026-12-13T16:00Z,PrePaid,AutoRenewal
     // Every window was recorded.
     let windows = env.json(&["audit", "windows", "--json"]);
     assert_eq!(windows.as_array().unwrap().len(), 15);
-    // The ten queries of docs/audit.md run as written with the sqlite3 CLI against this database
-    // while another process writes to it.
-    run_audit_queries(&env);
-    // Moved into PostgreSQL, the same ten questions get the same answers.
-    postgres_gives_the_same_answers(&env);
+}
+
+fn plan_and_metrics_after(cloud: &Cloud, env: &Env) {
     // Plan agrees after the run.
     let plan = env.json(&["plan", "--json", "--at", &day(12)]);
     let state = |id: &str| {
@@ -512,7 +546,7 @@ fn one_actor_per_database() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (store, actor) = rt
         .block_on(ddh_renewd::engine::take_database(
-            &env.db,
+            &ddh_renewd::store::Location::Sqlite(env.db.clone()),
             Default::default(),
         ))
         .unwrap();

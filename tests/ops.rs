@@ -41,7 +41,7 @@ fn metrics_and_health_after_a_simulated_run() {
     cloud.set_clock("2026-12-02T08:00:00+08:00");
     let (store, engine, health, client) = rt.block_on(async {
         let (store, actor) =
-            ddh_renewd::engine::take_database(&config.database.path, config.schedule.schedule())
+            ddh_renewd::engine::take_database(&ddh_renewd::store::Location::Sqlite(config.database.path.clone()), config.schedule.schedule())
                 .await
                 .unwrap();
         let csv = (0..6)

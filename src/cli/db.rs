@@ -10,8 +10,6 @@ use crate::config::Config;
 use crate::engine::ActorLock;
 use crate::error::{Error, Result};
 
-/// The credential file that holds the PostgreSQL password under systemd (`LoadCredential=`).
-pub const PASSWORD_CREDENTIAL: &str = "postgres-password";
 
 #[derive(Debug, Subcommand)]
 pub enum DbCmd {
@@ -38,6 +36,11 @@ pub async fn run(config: &Config, cmd: DbCmd) -> Result<()> {
 }
 
 async fn copy(config: &Config, args: &CopyArgs) -> Result<()> {
+    if config.database.url.is_some() {
+        return Err(Error::Usage(
+            "db copy moves a SQLite database ([database] path) into PostgreSQL; this config's store is PostgreSQL already ([database] url)".into(),
+        ));
+    }
     let target = postgres_target(&args.to, &|k| std::env::var(k).ok())?;
     let db = &config.database.path;
     if !db.exists() {
@@ -96,17 +99,8 @@ pub fn postgres_target(
     }
     let mut options = PgConnectOptions::from_str(url)
         .map_err(|e| Error::Usage(format!("{url:?} is not a valid PostgreSQL URL: {e}")))?;
-    if let Some(dir) = env("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
-        let file = std::path::Path::new(&dir).join(PASSWORD_CREDENTIAL);
-        if file.exists() {
-            let password = std::fs::read_to_string(&file).map_err(|e| {
-                Error::Usage(format!(
-                    "cannot read the credential {}: {e}",
-                    file.display()
-                ))
-            })?;
-            options = options.password(password.trim_end_matches(['\r', '\n']));
-        }
+    if let Some(password) = crate::app::pg_password(env)? {
+        options = options.password(&password);
     }
     Ok(options)
 }
@@ -114,6 +108,7 @@ pub fn postgres_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::PG_PASSWORD_CREDENTIAL as PASSWORD_CREDENTIAL;
 
     #[test]
     fn a_password_in_the_url_is_refused_and_the_credential_file_is_read() {

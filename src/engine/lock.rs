@@ -23,13 +23,25 @@ pub enum LockError {
     Io { path: PathBuf, message: String },
 }
 
-/// Held while alive; the OS releases it when the process exits, however it exits.
+/// Held while alive; the OS (or PostgreSQL, for its session lock) releases it when the process
+/// exits, however it exits.
 #[derive(Debug)]
-pub struct ActorLock {
-    _file: File,
+pub enum ActorLock {
+    File(File),
+    /// On PostgreSQL: a session-level advisory lock (see `store::SessionLock`).
+    Session(crate::store::SessionLock),
 }
 
 impl ActorLock {
+    /// False once the lock may have been lost (a PostgreSQL session that failed its probe):
+    /// nothing more may be sent.
+    pub fn held(&self) -> bool {
+        match self {
+            Self::File(_) => true,
+            Self::Session(s) => !s.lost(),
+        }
+    }
+
     /// Locks the database file at `db` (creating an empty one if none exists: SQLite takes an
     /// empty file as a new database).
     pub fn acquire(db: &Path) -> Result<Self, LockError> {
@@ -45,7 +57,7 @@ impl ActorLock {
             .open(db)
             .map_err(io)?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
+            Ok(()) => Ok(Self::File(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held { db: db.to_owned() }),
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
         }

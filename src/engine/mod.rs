@@ -23,7 +23,6 @@ mod resolve;
 mod send;
 pub mod sync;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,7 +35,7 @@ pub use pass::{PassReport, PlannedAttempt, PlannedResend, SkippedHost};
 
 use crate::domain::Schedule;
 use crate::ecs::EcsClient;
-use crate::store::{Epoch, Store, StoreError};
+use crate::store::{Epoch, Location, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -94,31 +93,52 @@ impl Actor {
     pub fn epoch(&self) -> Epoch {
         self.epoch
     }
+
+    /// False once the lock may have been lost (see [`ActorLock::held`]).
+    pub fn held(&self) -> bool {
+        self._lock.held()
+    }
 }
 
-/// Locks the database file, opens the store and claims a new epoch: the one way to get an
+/// Locks the database, opens the store and claims a new epoch: the one way to get an
 /// [`Actor`]. On a held lock the error names the holder's pid when the database knows it.
-pub async fn take_database(db: &Path, schedule: Schedule) -> Result<(Store, Actor), String> {
-    let lock = match ActorLock::acquire(db) {
-        Ok(l) => l,
-        Err(LockError::Held { .. }) => {
-            let holder = Store::peek_actor(db)
-                .await
-                .map(|(epoch, pid)| format!(" (pid {pid}, epoch {epoch})"));
-            return Err(format!(
-                "another ddh-renewd{} is already acting on {}; only one may run at a time",
-                holder.unwrap_or_default(),
-                db.display()
-            ));
-        }
-        Err(e) => return Err(e.to_string()),
-    };
-    let store = Store::open(db, schedule).await.map_err(|e| e.to_string())?;
+pub async fn take_database(at: &Location, schedule: Schedule) -> Result<(Store, Actor), String> {
+    let lock = lock_database(at).await?;
+    let store = Store::open_at(at, schedule)
+        .await
+        .map_err(|e| e.to_string())?;
     let epoch = store
         .claim_epoch(std::process::id(), Utc::now())
         .await
         .map_err(|e| e.to_string())?;
     Ok((store, Actor { _lock: lock, epoch }))
+}
+
+/// The actor lock of `at`: the file's `flock`, or PostgreSQL's session lock.
+pub async fn lock_database(at: &Location) -> Result<ActorLock, String> {
+    let held = |holder: Option<(i64, i64)>| {
+        format!(
+            "another ddh-renewd{} is already acting on {}; only one may run at a time",
+            holder
+                .map(|(epoch, pid)| format!(" (pid {pid}, epoch {epoch})"))
+                .unwrap_or_default(),
+            at.display()
+        )
+    };
+    match at {
+        Location::Sqlite(db) => match ActorLock::acquire(db) {
+            Ok(l) => Ok(l),
+            Err(LockError::Held { .. }) => Err(held(Store::peek_actor(db).await)),
+            Err(e) => Err(e.to_string()),
+        },
+        Location::Postgres { url, password } => {
+            match crate::store::SessionLock::try_acquire(url, password.as_deref()).await {
+                Ok(Some(l)) => Ok(ActorLock::Session(l)),
+                Ok(None) => Err(held(None)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -163,8 +183,10 @@ impl Engine {
         self.inner.shutdown.clone()
     }
 
+    /// No new sends: on SIGTERM, or when the actor lock may have been lost.
     pub(crate) fn stopping(&self) -> bool {
         self.inner.shutdown.load(Ordering::SeqCst)
+            || self.inner.actor.as_ref().is_some_and(|a| !a.held())
     }
 
     pub fn config(&self) -> &EngineConfig {

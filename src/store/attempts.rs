@@ -216,7 +216,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let epoch: i64 = sqlx::query_scalar(
             "INSERT INTO actor (id, epoch, pid, since) VALUES (1, 1, $1, $2)
-             ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1, pid = excluded.pid, since = excluded.since
+             ON CONFLICT (id) DO UPDATE SET epoch = actor.epoch + 1, pid = excluded.pid, since = excluded.since
              RETURNING epoch",
         )
         .bind(i64::from(pid))

@@ -103,3 +103,60 @@ impl Row<'_> {
         self
     }
 }
+
+/// The statement text for the backend behind `conn`: written for SQLite, rewritten for
+/// PostgreSQL by [`to_postgres`].
+pub(crate) fn for_conn(
+    conn: &sqlx::AnyConnection,
+    sql: &'static str,
+) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
+    for_backend(conn.backend_name() == POSTGRES, sql)
+}
+
+pub(crate) const POSTGRES: &str = "PostgreSQL";
+
+pub(crate) fn for_backend(
+    postgres: bool,
+    sql: &'static str,
+) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
+    sqlx::AssertSqlSafe(if postgres {
+        std::borrow::Cow::Owned(to_postgres(sql))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    })
+}
+
+/// The few SQLite spellings the store uses, in PostgreSQL's words. Every statement is written
+/// once; these are the only differences, each a fixed token (a test checks that each rewrite
+/// applies where it is meant to and nowhere else).
+const REWRITES: &[(&str, &str)] = &[
+    // A JSON array of rows bound as one value, unpacked in order.
+    (
+        "FROM jsonb_each($1)",
+        "FROM jsonb_array_elements($1::jsonb)",
+    ),
+    ("FROM json_each($1)", "FROM jsonb_array_elements_text($1::jsonb)"),
+    // Packing rows into one JSON value per row, or per page.
+    ("json_array(", "json_build_array("),
+    ("SELECT json_group_array(", "SELECT COALESCE(json_agg("),
+    (
+        "), count(*), max(h.host_id)",
+        " ORDER BY h.host_id)::text, '[]'), count(*), max(h.host_id)",
+    ),
+    // A packed value selected as a column: JSON as text, which is what the SQLite side returns.
+    ("/*text*/", "::text"),
+    ("instr(", "strpos("),
+    // SQLite's way to fix the join order; PostgreSQL's CROSS JOIN takes no ON (and its page
+    // order comes from json_agg's ORDER BY).
+    ("CROSS JOIN hosts h ON", "JOIN hosts h ON"),
+];
+
+pub(crate) fn to_postgres(sql: &str) -> String {
+    let mut out = sql.to_owned();
+    for (from, to) in REWRITES {
+        if out.contains(from) {
+            out = out.replace(from, to);
+        }
+    }
+    out
+}

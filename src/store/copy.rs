@@ -13,9 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::any::AnyRow as SqliteRow;
 use sqlx::{Connection, Row};
 
-use super::{Store, StoreError};
+use super::{PG_MIGRATOR, Store, StoreError};
 
-static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Every table of the schema, parents before children, with the key that orders its rows. A test
 /// checks this against the tables SQLite holds, so a new migration cannot be forgotten here.

@@ -65,7 +65,7 @@ impl Store {
         kinds: &[&str],
     ) -> Result<Vec<PendingNotice>, StoreError> {
         let kinds = kinds.join(",");
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT n.notice_id, n.kind, n.host_id, h.region_id, n.cycle, n.day, n.message, n.created_at,
                     (SELECT count(*) FROM notice_deliveries d
                       WHERE d.notice_id = n.notice_id AND d.channel = $1) AS tries,
@@ -79,7 +79,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM notice_deliveries d
                                 WHERE d.notice_id = n.notice_id AND d.channel = $1 AND d.delivered = 1)
              ORDER BY n.notice_id",
-        )
+        ))
         .bind(channel)
         .bind(kinds)
         .fetch_all(&self.pool)

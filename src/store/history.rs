@@ -1,6 +1,6 @@
 //! The inventory's audit trail: operations, host changes, and notices.
 
-use super::builder::Statement;
+use super::builder::{self, Statement};
 use super::*;
 
 impl Store {
@@ -132,11 +132,12 @@ pub(crate) async fn insert_host_changes(
             .iter()
             .map(|c| (&c.host_id, c.kind, c.field, &c.old, &c.new))
             .collect();
-        sqlx::query(
+        sqlx::query(builder::for_conn(
+            tx,
             "INSERT INTO host_changes (op_id, host_id, kind, field, old_value, new_value, source, changed_at)
              SELECT $2, value->>0, value->>1, value->>2, value->>3, value->>4, $3, $4
              FROM jsonb_each($1)",
-        )
+        ))
         .bind(json_rows(&rows)?)
         .bind(op_id)
         .bind(source.as_str())

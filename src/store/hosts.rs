@@ -41,9 +41,9 @@ macro_rules! planned_json {
             "json_array(",
             host_json!($p),
             ",
-                EXISTS (SELECT 1 FROM cycle_closures c
+                CASE WHEN EXISTS (SELECT 1 FROM cycle_closures c
                         WHERE c.host_id = h.host_id AND c.outcome IN ('renewed', 'renewed_elsewhere')
-                          AND c.new_expiry = h.expired_time), ",
+                          AND c.new_expiry = h.expired_time) THEN 1 ELSE 0 END, ",
             $open,
             ")"
         )
@@ -104,7 +104,14 @@ async fn read_pages(
     out: mpsc::Sender<Result<String, StoreError>>,
 ) {
     let begun = async {
+        // One snapshot for every page: SQLite's read transaction is one; PostgreSQL's
+        // default (read committed) takes a new snapshot per statement.
         let mut tx = pool.begin().await?;
+        if tx.backend_name() == super::builder::POSTGRES {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
         let open: i64 = sqlx::query_scalar(
             "SELECT CASE WHEN EXISTS (SELECT 1 FROM attempt_open) THEN 1 ELSE 0 END",
         )
@@ -119,10 +126,10 @@ async fn read_pages(
             return;
         }
     };
-    let sql = sql[usize::from(open)];
+    let sql = super::builder::for_conn(&tx, sql[usize::from(open)]).0;
     let mut after = String::new();
     loop {
-        let page: Result<(String, i64, Option<String>), _> = sqlx::query_as(sql)
+        let page: Result<(String, i64, Option<String>), _> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(&after)
             .bind(PAGE as i64)
             .fetch_one(&mut *tx)
@@ -208,11 +215,11 @@ impl Store {
 
     /// One host (removed or not) with its history.
     pub async fn planned_host(&self, id: &HostId) -> Result<Option<PlannedHost>, StoreError> {
-        let j: Option<String> = sqlx::query_scalar(concat!(
+        let j: Option<String> = sqlx::query_scalar(self.sql(concat!(
             "SELECT ",
             planned_json!("p.", open_attempt!()),
-            " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id WHERE h.host_id = $1"
-        ))
+            " /*text*/ FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id WHERE h.host_id = $1"
+        )))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -294,10 +301,12 @@ impl Store {
         // A large import touches far more pages than the default cache holds; spilling them to
         // the WAL mid-transaction and reading them back costs more than the writes. The cache
         // grows only as pages are used; statement journals stay in memory.
-        sqlx::query("PRAGMA cache_size = -262144")
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::sql("sizing the page cache"))?;
+        if !self.postgres {
+            sqlx::query("PRAGMA cache_size = -262144")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::sql("sizing the page cache"))?;
+        }
         let op_id = super::insert_operation(&mut tx, kind, source, detail, &now_s).await?;
         let hosts_before: i64 = sqlx::query_scalar("SELECT count(*) FROM hosts")
             .fetch_one(&mut *tx)
@@ -326,6 +335,7 @@ impl HostWriter {
         let inputs = chunk.inputs();
         self.written += inputs.len() as i64;
         if self.set_aside.is_empty()
+            && !self.store.postgres
             && self.written >= BULK_ROWS
             && self.written.saturating_mul(4) >= self.hosts_before
         {
@@ -386,10 +396,12 @@ impl HostWriter {
                     "rebuilding an index set aside by the import",
                 ))?;
         }
-        sqlx::query("PRAGMA cache_size = -2000")
-            .execute(&mut *self.tx)
-            .await
-            .map_err(StoreError::sql("sizing the page cache"))?;
+        if !self.store.postgres {
+            sqlx::query("PRAGMA cache_size = -2000")
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::sql("sizing the page cache"))?;
+        }
         super::commit(self.tx).await?;
         Ok(self.summary)
     }
@@ -434,12 +446,14 @@ pub(super) async fn records_in(
     let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt {
         what: format!("cannot encode host ids: {e}"),
     })?;
-    let rows: Vec<String> = sqlx::query_scalar(concat!(
+    let rows: Vec<String> = sqlx::query_scalar(super::builder::for_conn(
+        conn,
+        concat!(
         "SELECT ",
         host_json!("p."),
-        " FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
+        " /*text*/ FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
           WHERE h.host_id IN (SELECT value FROM json_each($1)) ORDER BY h.host_id"
-    ))
+    )))
     .bind(ids)
     .fetch_all(conn)
     .await

@@ -16,6 +16,7 @@ pub mod deliveries;
 mod history;
 mod hosts;
 mod policies;
+mod session_lock;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -44,13 +45,40 @@ pub(crate) use history::{ChangeRow, insert_host_changes, insert_notices, insert_
 pub use hosts::{HostWriter, PlannedHost, WRITE_CHUNK};
 pub use policies::PolicyOutcome;
 use policies::write_policies;
+pub use session_lock::SessionLock;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
 pub use sync::SyncApplied;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub(crate) static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL advisory lock every write transaction takes (transaction-scoped): "ddhw".
+const WRITERS_LOCK: i64 = 0x6464_6877;
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 bound variables for our widest table.
 pub(crate) const CHUNK: usize = 500;
+
+/// Where the store lives: a SQLite file (the default), or a PostgreSQL database shared by the
+/// nodes of an active/standby pair (SPEC §5).
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres {
+        /// `postgres://USER@HOST:PORT/DB`, without a password.
+        url: String,
+        password: Option<String>,
+    },
+}
+
+impl Location {
+    /// For messages: the file, or the URL (which holds no password).
+    pub fn display(&self) -> String {
+        match self {
+            Self::Sqlite(p) => p.display().to_string(),
+            Self::Postgres { url, .. } => url.clone(),
+        }
+    }
+}
 
 /// Who made a change, as recorded in the audit tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +121,8 @@ pub struct UpsertSummary {
 pub struct Store {
     pool: AnyPool,
     schedule: Schedule,
+    /// PostgreSQL (else SQLite): statements go through [`builder::to_postgres`].
+    postgres: bool,
 }
 
 impl Store {
@@ -139,7 +169,11 @@ impl Store {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let store = Self { pool, schedule };
+        let store = Self {
+            pool,
+            schedule,
+            postgres: false,
+        };
         store.refresh_windows_if_schedule_changed().await?;
         Ok(store)
     }
@@ -195,6 +229,72 @@ impl Store {
         verdict
     }
 
+    /// A statement in this store's dialect (see [`builder::to_postgres`]).
+    pub(crate) fn sql(
+        &self,
+        sql: &'static str,
+    ) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
+        builder::for_backend(self.postgres, sql)
+    }
+
+    /// Opens the store at `at`.
+    pub async fn open_at(at: &Location, schedule: Schedule) -> Result<Self, StoreError> {
+        match at {
+            Location::Sqlite(path) => Self::open(path, schedule).await,
+            Location::Postgres { url, password } => {
+                Self::open_postgres(url, password.as_deref(), schedule).await
+            }
+        }
+    }
+
+    /// Opens the PostgreSQL database at `url` (`postgres://USER@HOST:PORT/DB`; the password, if
+    /// any, given apart so that it never shows in a URL that is logged), applies the PostgreSQL
+    /// migrations and brings the stored windows in line with `schedule`.
+    pub async fn open_postgres(
+        url: &str,
+        password: Option<&str>,
+        schedule: Schedule,
+    ) -> Result<Self, StoreError> {
+        let shown = std::path::PathBuf::from(url);
+        let fail = |message: String| StoreError::Open {
+            path: shown.clone(),
+            message,
+        };
+        let mut full = reqwest::Url::parse(url).map_err(|e| fail(e.to_string()))?;
+        if let Some(p) = password {
+            full.set_password(Some(p))
+                .map_err(|()| fail("the URL takes no password".into()))?;
+        }
+        sqlx::any::install_default_drivers();
+        let opts = AnyConnectOptions::from_str(full.as_str())
+            .map_err(|e| fail(e.to_string()))?
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        PG_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+        let store = Self {
+            pool,
+            schedule,
+            postgres: true,
+        };
+        store.refresh_windows_if_schedule_changed().await?;
+        Ok(store)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
@@ -242,11 +342,28 @@ impl Store {
         commit(tx).await
     }
 
+    /// A write transaction. Writers are serialized on both backends: SQLite's `BEGIN IMMEDIATE`
+    /// takes the database's write lock, and on PostgreSQL every write transaction first takes
+    /// one transaction-scoped advisory lock. So no statement's meaning differs between the two.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
+        if !self.postgres {
+            return self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(StoreError::sql("starting a write transaction"));
+        }
+        let mut tx = self
+            .pool
+            .begin()
             .await
-            .map_err(StoreError::sql("starting a write transaction"))
+            .map_err(StoreError::sql("starting a write transaction"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITERS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::sql("taking the writers' lock"))?;
+        Ok(tx)
     }
 
     // ------------------------------------------------------------------ reads
@@ -391,7 +508,7 @@ macro_rules! insert_hosts {
         "INSERT INTO hosts (host_id, region_id, zone_id, charge_type, status, expired_time,
            sale_cycle, financial_lock, first_window, last_window, removed_at, created_at, updated_at)
          SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,
-                value->>7, value->>8, value->>9, NULL, $2, $2
+                CAST(value->>7 AS BIGINT), value->>8, value->>9, NULL, $2, $2
          FROM jsonb_each($1) WHERE $3 IS NOT NULL"
     };
 }
@@ -434,7 +551,7 @@ async fn write_hosts(
             None => INSERT_HOSTS,
             Some(_) => UPSERT_HOSTS,
         };
-        sqlx::query(sql)
+        sqlx::query(builder::for_conn(tx, sql))
             .bind(json)
             .bind(now_s)
             .bind(upsert.unwrap_or(false))

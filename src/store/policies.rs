@@ -110,27 +110,30 @@ pub(super) async fn write_policies(
         // A host without a policy before has no row in `policies` (the old policy was read
         // through a join on it), so most rows of an import go in by a plain insert.
         let replaces = chunk.iter().any(|(_, _, old)| old.is_some());
-        sqlx::query(if replaces {
+        let sql = if replaces {
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, $2 FROM jsonb_each($1) WHERE true
+             SELECT value->>0, value->>1, CAST(value->>2 AS BIGINT), value->>3, $2 FROM jsonb_each($1) WHERE true
              ON CONFLICT (host_id) DO UPDATE SET renewal_status = excluded.renewal_status,
                duration = excluded.duration, period_unit = excluded.period_unit,
                updated_at = excluded.updated_at"
         } else {
             "INSERT INTO policies (host_id, renewal_status, duration, period_unit, updated_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, $2 FROM jsonb_each($1)"
-        })
+             SELECT value->>0, value->>1, CAST(value->>2 AS BIGINT), value->>3, $2 FROM jsonb_each($1)"
+        };
+        sqlx::query(super::builder::for_conn(tx, sql))
         .bind(&json)
         .bind(now)
         .execute(&mut **tx)
         .await
         .map_err(StoreError::sql("writing policies"))?;
-        sqlx::query(
+        sqlx::query(super::builder::for_conn(
+            tx,
             "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,
                old_period_unit, new_renewal_status, new_duration, new_period_unit, source, changed_at)
-             SELECT $2, value->>0, value->>4, value->>5, value->>6, value->>1, value->>2, value->>3, $3, $4
+             SELECT $2, value->>0, value->>4, CAST(value->>5 AS BIGINT), value->>6, value->>1,
+                    CAST(value->>2 AS BIGINT), value->>3, $3, $4
              FROM jsonb_each($1)",
-        )
+        ))
         .bind(&json)
         .bind(op_id)
         .bind(source.as_str())

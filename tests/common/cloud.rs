@@ -34,10 +34,19 @@ impl Cloud {
 
     /// An Env whose config points at this emulator; `extra` is appended to `[ecs]`.
     pub fn env(&self, extra: &str) -> Env {
-        Env::with_config(&format!(
+        Env::with_config(&self.ecs_toml(extra))
+    }
+
+    /// [`Cloud::env`] with the store on PostgreSQL.
+    pub fn env_on_postgres(&self, pg: &super::pg::Postgres, db: &str, extra: &str) -> Env {
+        Env::on_postgres(pg, db, &self.ecs_toml(extra))
+    }
+
+    fn ecs_toml(&self, extra: &str) -> String {
+        format!(
             "[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\", \"cn-shanghai\"]\n{extra}",
             self.emu().endpoint()
-        ))
+        )
     }
 
     pub fn add(&self, hosts: Value) {

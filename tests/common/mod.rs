@@ -80,13 +80,26 @@ impl Env {
 
     /// A config with `extra` TOML appended after the `[database]` table.
     pub fn with_config(extra: &str) -> Self {
+        Self::with_database(None, extra)
+    }
+
+    /// A config whose store is the PostgreSQL database `db` of `pg` (the password in the
+    /// environment of every command), with `extra` appended.
+    pub fn on_postgres(pg: &pg::Postgres, db: &str, extra: &str) -> Self {
+        let mut env = Self::with_database(Some(&pg.url(db)), extra);
+        env.set_env("PGPASSWORD", pg::PASSWORD);
+        env
+    }
+
+    fn with_database(url: Option<&str>, extra: &str) -> Self {
         let dir = test_dir();
         let db = dir.path().join("inventory.db");
         let config = dir.path().join("ddh-renewd.toml");
-        let text = format!(
-            "[database]\npath = {:?}\n{extra}\n",
-            db.display().to_string()
-        );
+        let database = match url {
+            Some(url) => format!("url = {url:?}"),
+            None => format!("path = {:?}", db.display().to_string()),
+        };
+        let text = format!("[database]\n{database}\n{extra}\n");
         std::fs::write(&config, text).expect("write config");
         Self {
             dir,
