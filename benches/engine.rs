@@ -43,10 +43,12 @@ async fn bench() {
     let mut config = Config::default();
     config.database.path = dir.path().join("bench.db");
     config.ecs.endpoint = emu.endpoint();
-    let (store, actor) =
-        ddh_renewd::engine::take_database(&config.database.path, config.schedule.schedule())
-            .await
-            .expect("store");
+    let (store, actor) = ddh_renewd::engine::take_database(
+        &ddh_renewd::store::Location::Sqlite(config.database.path.clone()),
+        config.schedule.schedule(),
+    )
+    .await
+    .expect("store");
     let inputs: Vec<HostInput> = (0..HOSTS)
         .map(|i| HostInput {
             host: Host {

@@ -86,8 +86,12 @@ pub fn pg_password(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String
     if !file.exists() {
         return Ok(None);
     }
-    let password = std::fs::read_to_string(&file)
-        .map_err(|e| Error::Usage(format!("cannot read the credential {}: {e}", file.display())))?;
+    let password = std::fs::read_to_string(&file).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the credential {}: {e}",
+            file.display()
+        ))
+    })?;
     Ok(Some(password.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
@@ -176,22 +180,73 @@ pub fn on_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 /// The daemon: the engine acting on the database, `/metrics` and `/healthz`, notice delivery,
-/// and the scheduler until a signal.
+/// and the scheduler until a signal. On PostgreSQL a node whose peer leads stands by, serving
+/// `/healthz` and `/metrics`, and takes over when the leader's session ends.
 pub async fn daemon(config: &Config) -> Result<()> {
     // SIGTERM is taken over before anything else: one that arrives during start-up, the first
     // sync or the catch-up pass lets the calls in flight finish and be recorded, like any other.
-    let signal = on_signal();
-    let engine = engine(config, Arc::new(SystemClock), Access::Act, false).await?;
-    let store = engine.store().clone();
+    let mut signal = Box::pin(on_signal());
+    let at = location(config)?;
+    let client = Arc::new(self::client(config)?);
     let health = Arc::new(crate::ops::Health::default());
     health.set_sync_max_age(config.sync.enabled.then_some(config.sync.max_age));
+    // SQLite: the lock before the store is opened (see engine/lock.rs), and a held lock is an
+    // error. PostgreSQL: a held lock makes this node a standby.
+    let postgres = matches!(at, crate::store::Location::Postgres { .. });
+    let mut lock = match crate::engine::lock_database(&at).await {
+        Ok(l) => Some(l),
+        Err(e) if postgres && e.contains("already acting") => None,
+        Err(e) => return Err(Error::Runtime(e)),
+    };
+    let store = Store::open_at(&at, config.schedule.schedule()).await?;
     let ops = crate::ops::OpsState {
         store: store.clone(),
         health: health.clone(),
-        client: engine.client_handle(),
+        client: client.clone(),
         schedule: config.schedule.schedule(),
         clock: Arc::new(SystemClock),
     };
+    let listener = serve_ops(config, ops).await?;
+    if lock.is_none() {
+        lock = stand_by(
+            &at,
+            &store,
+            &health,
+            config.database.takeover_poll,
+            &mut signal,
+        )
+        .await?;
+    }
+    let Some(lock) = lock else {
+        listener.abort();
+        store.close().await;
+        return Ok(());
+    };
+    let actor = crate::engine::claim(&store, lock).await?;
+    let epoch = actor.epoch().get();
+    health.set_role(
+        crate::ops::Role::Leader,
+        Some(epoch),
+        Some(chrono::Utc::now()),
+    );
+    tracing::info!(epoch, database = %at.display(), "acting on the database");
+    let engine = Engine::new(
+        store,
+        client,
+        engine_config(config),
+        Arc::new(SystemClock),
+        Some(actor),
+    );
+    let result = lead(config, &engine, health, signal).await;
+    listener.abort();
+    engine.close().await;
+    result
+}
+
+async fn serve_ops(
+    config: &Config,
+    ops: crate::ops::OpsState,
+) -> Result<tokio::task::JoinHandle<()>> {
     let (addr, listener) = crate::ops::serve(config.metrics.listen, ops)
         .await
         .map_err(|e| {
@@ -201,34 +256,68 @@ pub async fn daemon(config: &Config) -> Result<()> {
             ))
         })?;
     tracing::info!(%addr, "metrics and health listening (/metrics, /healthz)");
-    let deliveries = if config.notify.channels.is_empty() {
-        None
-    } else {
-        let notifier =
-            crate::ops::notify::Notifier::new(config.notify.channels.clone(), config.ecs.timeout)
-                .map_err(Error::Runtime)?;
-        for c in notifier.channels() {
-            tracing::info!(channel = %c.name, kind = c.kind.as_str(), receiver = %c.url, "delivering notices to this channel");
+    Ok(listener)
+}
+
+/// Waits as a standby until the actor lock is free (`Some`) or a signal arrives (`None`),
+/// trying every `poll`.
+async fn stand_by(
+    at: &crate::store::Location,
+    store: &Store,
+    health: &crate::ops::Health,
+    poll: Duration,
+    signal: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
+) -> Result<Option<crate::engine::ActorLock>> {
+    tracing::info!(database = %at.display(), "another node leads: standing by");
+    let mut tick = tokio::time::interval(poll);
+    loop {
+        let seen = store.actor().await.ok().flatten().map(|(epoch, _)| epoch);
+        health.set_role(crate::ops::Role::Standby, seen, None);
+        tokio::select! {
+            () = signal.as_mut() => return Ok(None),
+            _ = tick.tick() => {}
         }
-        let store = store.clone();
-        Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                every.tick().await;
-                if let Err(e) = notifier.deliver_pending(&store, chrono::Utc::now()).await {
-                    tracing::error!(error = %e, "notice delivery failed");
+        match crate::engine::lock_database(at).await {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(e) if e.contains("already acting") => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the database to take over; trying again")
+            }
+        }
+    }
+}
+
+/// The leader's life: notice delivery and the scheduler, until a signal or until the actor lock
+/// is lost (then the process exits with an error, and systemd starts it again as a standby).
+async fn lead(
+    config: &Config,
+    engine: &Engine,
+    health: Arc<crate::ops::Health>,
+    signal: std::pin::Pin<Box<impl std::future::Future<Output = ()> + Send + 'static>>,
+) -> Result<()> {
+    let deliveries = start_deliveries(config, engine.store())?;
+    let shutdown = engine.shutdown_handle();
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stopped, mut stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let (engine, lost) = (engine.clone(), lost.clone());
+        tokio::spawn(async move {
+            let gone = async {
+                while engine.actor_held() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            };
+            tokio::select! {
+                () = signal => tracing::info!("signal received: finishing in-flight calls, then exiting"),
+                () = gone => {
+                    lost.store(true, Ordering::SeqCst);
+                    tracing::error!("lost the database session that holds the lead: no more sends; exiting so that this node restarts as a standby");
                 }
             }
-        }))
+            shutdown.store(true, Ordering::SeqCst);
+            let _ = stopped.send(true);
+        })
     };
-    let shutdown = engine.shutdown_handle();
-    let (stopped, mut stop_rx) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(async move {
-        signal.await;
-        tracing::info!("signal received: finishing in-flight calls, then exiting");
-        shutdown.store(true, Ordering::SeqCst);
-        let _ = stopped.send(true);
-    });
     let stop = async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     };
@@ -241,14 +330,38 @@ pub async fn daemon(config: &Config) -> Result<()> {
             interval: config.sync.interval,
         }),
     };
-    let result = scheduler::run(&engine, cfg, health, stop).await;
+    let result = scheduler::run(engine, cfg, health, stop).await;
     watcher.abort();
-    listener.abort();
     if let Some(d) = deliveries {
         d.abort();
     }
-    drop(store);
-    engine.close().await;
     result.map_err(|e| Error::Runtime(e.to_string()))?;
+    if lost.load(Ordering::SeqCst) {
+        return Err(Error::Runtime(
+            "lost the lead (the PostgreSQL session holding it ended); nothing more was sent".into(),
+        ));
+    }
     Ok(())
+}
+
+fn start_deliveries(config: &Config, store: &Store) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    if config.notify.channels.is_empty() {
+        return Ok(None);
+    }
+    let notifier =
+        crate::ops::notify::Notifier::new(config.notify.channels.clone(), config.ecs.timeout)
+            .map_err(Error::Runtime)?;
+    for c in notifier.channels() {
+        tracing::info!(channel = %c.name, kind = c.kind.as_str(), receiver = %c.url, "delivering notices to this channel");
+    }
+    let store = store.clone();
+    Ok(Some(tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            if let Err(e) = notifier.deliver_pending(&store, chrono::Utc::now()).await {
+                tracing::error!(error = %e, "notice delivery failed");
+            }
+        }
+    })))
 }

@@ -94,6 +94,10 @@ pub struct DatabaseConfig {
     /// SQLite file. Never with a password: that comes from the credential file
     /// `postgres-password` or PGPASSWORD.
     pub url: Option<String>,
+    /// On PostgreSQL: how often a standby tries to take the lead (a takeover happens at most
+    /// this long after the leader's session ended).
+    #[serde(serialize_with = "ser_duration")]
+    pub takeover_poll: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -315,6 +319,13 @@ impl Config {
 
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let url = validate_database_url(raw.database.url.as_deref(), raw.database.path.is_some())?;
+        let takeover_poll = dur(raw.database.takeover_poll, "2s", "database.takeover_poll")?;
+        if takeover_poll < Duration::from_millis(100) || takeover_poll > Duration::from_secs(3600) {
+            return Err(invalid(
+                "database.takeover_poll",
+                "must be between 100ms and 1h",
+            ));
+        }
         let schedule = validate_schedule(raw.schedule)?;
         let display = DisplayConfig {
             timezone: zone(
@@ -335,6 +346,7 @@ impl Config {
                     .path
                     .unwrap_or_else(|| PathBuf::from("ddh-renewd.db")),
                 url,
+                takeover_poll,
             },
             schedule,
             ecs,
@@ -347,18 +359,21 @@ impl Config {
     }
 }
 
-
 /// `[database] url`: a PostgreSQL URL without a password, and not together with `path`.
 fn validate_database_url(url: Option<&str>, path_set: bool) -> Result<Option<String>, ConfigError> {
     let Some(url) = url else { return Ok(None) };
     let key = "database.url";
     if path_set {
-        return Err(invalid(key, "set one of [database] path (SQLite) and url (PostgreSQL), not both"));
+        return Err(invalid(
+            key,
+            "set one of [database] path (SQLite) and url (PostgreSQL), not both",
+        ));
     }
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(invalid(key, "expected postgres://USER@HOST:PORT/DBNAME"));
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(key, format!("not a valid URL: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| invalid(key, format!("not a valid URL: {e}")))?;
     if parsed.password().is_some() {
         return Err(invalid(
             key,
@@ -420,17 +435,27 @@ mod tests {
 
     #[test]
     fn a_postgres_url_takes_no_password_and_excludes_a_path() {
-        let ok = Config::parse("[database]\nurl = \"postgres://ddh@127.0.0.1/ddh\"\n", "t").unwrap();
-        assert_eq!(ok.database.url.as_deref(), Some("postgres://ddh@127.0.0.1/ddh"));
+        let ok =
+            Config::parse("[database]\nurl = \"postgres://ddh@127.0.0.1/ddh\"\n", "t").unwrap();
+        assert_eq!(
+            ok.database.url.as_deref(),
+            Some("postgres://ddh@127.0.0.1/ddh")
+        );
         for (text, want) in [
             ("url = \"postgres://ddh:pw@127.0.0.1/ddh\"", "password"),
             ("url = \"mysql://127.0.0.1/x\"", "postgres://"),
-            ("url = \"postgres://ddh@127.0.0.1/ddh\"\npath = \"x.db\"", "one of"),
+            (
+                "url = \"postgres://ddh@127.0.0.1/ddh\"\npath = \"x.db\"",
+                "one of",
+            ),
         ] {
             let e = Config::parse(&format!("[database]\n{text}\n"), "t")
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("database.url") && e.contains(want), "{text}: {e}");
+            assert!(
+                e.contains("database.url") && e.contains(want),
+                "{text}: {e}"
+            );
             assert!(!e.contains(":pw@"), "{e}");
         }
     }

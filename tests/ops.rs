@@ -40,10 +40,12 @@ fn metrics_and_health_after_a_simulated_run() {
     let start = ddh_renewd::domain::time::parse_instant("2026-12-02T08:00:00+08:00").unwrap();
     cloud.set_clock("2026-12-02T08:00:00+08:00");
     let (store, engine, health, client) = rt.block_on(async {
-        let (store, actor) =
-            ddh_renewd::engine::take_database(&ddh_renewd::store::Location::Sqlite(config.database.path.clone()), config.schedule.schedule())
-                .await
-                .unwrap();
+        let (store, actor) = ddh_renewd::engine::take_database(
+            &ddh_renewd::store::Location::Sqlite(config.database.path.clone()),
+            config.schedule.schedule(),
+        )
+        .await
+        .unwrap();
         let csv = (0..6)
             .map(|i| format!("dh-m{i},cn-hangzhou,2026-12-10T16:00Z,PrePaid,AutoRenewal\n"))
             .collect::<String>();

@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::engine::ActorLock;
 use crate::error::{Error, Result};
 
-
 #[derive(Debug, Subcommand)]
 pub enum DbCmd {
     /// Copy this database ([database] path), every table and its whole history, into an empty

@@ -259,9 +259,10 @@ async fn inventory(
     start: DateTime<Utc>,
 ) -> Result<(Store, Actor, Arc<EcsClient>, Arc<SettableClock>)> {
     let schedule = config.schedule.schedule();
-    let (store, actor) = crate::engine::take_database(&crate::store::Location::Sqlite(db.to_owned()), schedule)
-        .await
-        .map_err(runtime)?;
+    let (store, actor) =
+        crate::engine::take_database(&crate::store::Location::Sqlite(db.to_owned()), schedule)
+            .await
+            .map_err(runtime)?;
     let opts = ClientOptions {
         endpoint: config.ecs.endpoint.clone(),
         timeout: config.ecs.timeout,

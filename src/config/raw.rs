@@ -38,8 +38,8 @@ pub(super) struct RawSync {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawDatabase {
     pub(super) path: Option<PathBuf>,
-    /// SPEC §5's PostgreSQL store: read only to refuse it with the reason (docs/ha.md).
     pub(super) url: Option<String>,
+    pub(super) takeover_poll: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -114,6 +114,13 @@ pub async fn take_database(at: &Location, schedule: Schedule) -> Result<(Store, 
     Ok((store, Actor { _lock: lock, epoch }))
 }
 
+/// Claims a new epoch on `store` under `lock`, held already: the daemon's way to an [`Actor`]
+/// once it leads.
+pub async fn claim(store: &Store, lock: ActorLock) -> Result<Actor, StoreError> {
+    let epoch = store.claim_epoch(std::process::id(), Utc::now()).await?;
+    Ok(Actor { _lock: lock, epoch })
+}
+
 /// The actor lock of `at`: the file's `flock`, or PostgreSQL's session lock.
 pub async fn lock_database(at: &Location) -> Result<ActorLock, String> {
     let held = |holder: Option<(i64, i64)>| {
@@ -176,6 +183,11 @@ impl Engine {
                 actor,
             }),
         }
+    }
+
+    /// False once the actor lock may have been lost (and for an engine that never acts).
+    pub fn actor_held(&self) -> bool {
+        self.inner.actor.as_ref().is_some_and(Actor::held)
     }
 
     /// The flag that stops new sends (in-flight calls finish and are recorded).

@@ -21,10 +21,32 @@ pub struct Health {
 
 #[derive(Default)]
 struct Inner {
+    role: Role,
+    epoch: Option<i64>,
+    last_takeover: Option<DateTime<Utc>>,
     config_error: Option<String>,
     last_result: Option<(String, String)>,
     /// With sync inside the daemon: the inventory may not be older than this.
     sync_max_age: Option<std::time::Duration>,
+}
+
+/// What this node does: it acts on the database (the only node on SQLite, the leader of a pair
+/// on PostgreSQL), or it waits to take over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Leader,
+    Standby,
+}
+
+/// The leadership part of `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Leadership {
+    pub role: &'static str,
+    /// The epoch this node acts under (leader), or the current one it saw (standby).
+    pub epoch: Option<i64>,
+    /// When this node last took the lead.
+    pub last_takeover: Option<String>,
 }
 
 /// The kinds of problem `/healthz` reports (`ddh_renewd_health_problem{problem}`).
@@ -69,6 +91,8 @@ pub struct HealthReport {
     pub next_window: String,
     /// When the last successful sync finished.
     pub last_sync: Option<String>,
+    #[serde(flatten)]
+    pub leadership: Leadership,
 }
 
 impl Health {
@@ -85,6 +109,30 @@ impl Health {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .sync_max_age = age;
+    }
+
+    /// This node now leads (under `epoch`, since `at`), or waits.
+    pub fn set_role(&self, role: Role, epoch: Option<i64>, at: Option<DateTime<Utc>>) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        i.role = role;
+        if epoch.is_some() {
+            i.epoch = epoch;
+        }
+        if at.is_some() {
+            i.last_takeover = at;
+        }
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Leadership {
+            role: match i.role {
+                Role::Leader => "leader",
+                Role::Standby => "standby",
+            },
+            epoch: i.epoch,
+            last_takeover: i.last_takeover.map(to_db),
+        }
     }
 
     pub fn set_config_error(&self, e: Option<String>) {
@@ -146,23 +194,7 @@ impl Health {
                 Some(_) => {}
             }
         }
-        match store.undecided_attempts().await {
-            Ok(list) => {
-                for a in list.iter().filter(|a| a.blocked_reason.is_some()) {
-                    problems.insert(Problem::BlockedAttempt);
-                    reasons.push(format!(
-                        "blocked attempt {} (ClientToken {}) on {} needs attention: see `ddh-renewd attempts list --blocked`",
-                        a.attempt_id,
-                        a.client_token,
-                        a.hosts.join(", ")
-                    ));
-                }
-            }
-            Err(e) => {
-                problems.insert(Problem::DatabaseUnreadable);
-                reasons.push(format!("cannot read the database: {e}"));
-            }
-        }
+        blocked_attempts(store, &mut problems, &mut reasons).await;
         let healthy = reasons.is_empty();
         HealthReport {
             healthy,
@@ -172,6 +204,32 @@ impl Health {
             last_pass: last.map(|(w, r)| format!("{w} {r}")),
             last_sync: last_sync.map(to_db),
             next_window: to_db(schedule.next_window_instant(now)),
+            leadership: self.leadership(),
+        }
+    }
+}
+
+/// A blocked attempt is a problem a person must look at.
+async fn blocked_attempts(
+    store: &Store,
+    problems: &mut std::collections::BTreeSet<Problem>,
+    reasons: &mut Vec<String>,
+) {
+    match store.undecided_attempts().await {
+        Ok(list) => {
+            for a in list.iter().filter(|a| a.blocked_reason.is_some()) {
+                problems.insert(Problem::BlockedAttempt);
+                reasons.push(format!(
+                    "blocked attempt {} (ClientToken {}) on {} needs attention: see `ddh-renewd attempts list --blocked`",
+                    a.attempt_id,
+                    a.client_token,
+                    a.hosts.join(", ")
+                ));
+            }
+        }
+        Err(e) => {
+            problems.insert(Problem::DatabaseUnreadable);
+            reasons.push(format!("cannot read the database: {e}"));
         }
     }
 }

@@ -62,11 +62,43 @@ fn number(v: f64) -> String {
     }
 }
 
+/// The node's role in an active/standby pair (always the leader on SQLite).
+fn leadership(s: &OpsState, o: &mut Out) {
+    let l = s.health.leadership();
+    o.family(
+        "leader",
+        "gauge",
+        "1 while this node acts on the database, 0 while it stands by.",
+    );
+    o.sample("leader", &[], f64::from(u8::from(l.role == "leader")));
+    if let Some(e) = l.epoch {
+        o.family(
+            "epoch",
+            "gauge",
+            "The actor epoch this node acts under (leader) or last saw.",
+        );
+        o.sample("epoch", &[], e as f64);
+    }
+    if let Some(t) = l
+        .last_takeover
+        .as_deref()
+        .and_then(|t| crate::domain::time::parse_instant(t).ok())
+    {
+        o.family(
+            "last_takeover_timestamp_seconds",
+            "gauge",
+            "When this node last took the lead.",
+        );
+        o.sample("last_takeover_timestamp_seconds", &[], t.timestamp() as f64);
+    }
+}
+
 pub async fn render(s: &OpsState) -> Result<String, StoreError> {
     let mut o = Out(String::new());
     hosts(s, &mut o).await?;
     trail(s, &mut o).await?;
     client(s, &mut o);
+    leadership(s, &mut o);
     o.family("healthy", "gauge", "1 if /healthz is ok, else 0.");
     let health = s.health.report(&s.store, &s.schedule, s.clock.now()).await;
     o.sample("healthy", &[], f64::from(u8::from(health.healthy)));

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-pub use health::Health;
+pub use health::{Health, Role};
 
 /// What the listener needs: the database, the live health, and the client's quota figures.
 #[derive(Clone)]

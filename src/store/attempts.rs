@@ -1005,7 +1005,8 @@ impl Store {
                  FROM attempts a LEFT JOIN attempt_outcomes o ON o.attempt_id = a.attempt_id
                  WHERE a.attempt_id IN (",
             );
-            st.list(chunk.iter().copied()).push(") ORDER BY a.attempt_id");
+            st.list(chunk.iter().copied())
+                .push(") ORDER BY a.attempt_id");
             let rows = st
                 .query()
                 .map_err(StoreError::sql("reading attempts"))?

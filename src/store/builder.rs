@@ -68,7 +68,13 @@ impl Statement {
                 self.text.push_str(", ");
             }
             self.text.push('(');
-            row(&mut Row { st: self, first: true }, item);
+            row(
+                &mut Row {
+                    st: self,
+                    first: true,
+                },
+                item,
+            );
             self.text.push(')');
         }
         self
@@ -135,7 +141,10 @@ const REWRITES: &[(&str, &str)] = &[
         "FROM jsonb_each($1)",
         "FROM jsonb_array_elements($1::jsonb)",
     ),
-    ("FROM json_each($1)", "FROM jsonb_array_elements_text($1::jsonb)"),
+    (
+        "FROM json_each($1)",
+        "FROM jsonb_array_elements_text($1::jsonb)",
+    ),
     // Packing rows into one JSON value per row, or per page.
     ("json_array(", "json_build_array("),
     ("SELECT json_group_array(", "SELECT COALESCE(json_agg("),

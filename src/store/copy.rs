@@ -9,12 +9,11 @@
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::any::AnyRow as SqliteRow;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 
 use super::{PG_MIGRATOR, Store, StoreError};
-
 
 /// Every table of the schema, parents before children, with the key that orders its rows. A test
 /// checks this against the tables SQLite holds, so a new migration cannot be forgotten here.

@@ -129,11 +129,12 @@ async fn read_pages(
     let sql = super::builder::for_conn(&tx, sql[usize::from(open)]).0;
     let mut after = String::new();
     loop {
-        let page: Result<(String, i64, Option<String>), _> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(&after)
-            .bind(PAGE as i64)
-            .fetch_one(&mut *tx)
-            .await;
+        let page: Result<(String, i64, Option<String>), _> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(&after)
+                .bind(PAGE as i64)
+                .fetch_one(&mut *tx)
+                .await;
         match page {
             Ok((json, n, last)) => {
                 let full = usize::try_from(n).is_ok_and(|n| n == PAGE);
@@ -449,11 +450,12 @@ pub(super) async fn records_in(
     let rows: Vec<String> = sqlx::query_scalar(super::builder::for_conn(
         conn,
         concat!(
-        "SELECT ",
-        host_json!("p."),
-        " /*text*/ FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
+            "SELECT ",
+            host_json!("p."),
+            " /*text*/ FROM hosts h LEFT JOIN policies p ON p.host_id = h.host_id
           WHERE h.host_id IN (SELECT value FROM json_each($1)) ORDER BY h.host_id"
-    )))
+        ),
+    ))
     .bind(ids)
     .fetch_all(conn)
     .await

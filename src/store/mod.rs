@@ -25,8 +25,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, ConnectOptions, Executor, Row, Transaction};
 
@@ -45,8 +45,8 @@ pub(crate) use history::{ChangeRow, insert_host_changes, insert_notices, insert_
 pub use hosts::{HostWriter, PlannedHost, WRITE_CHUNK};
 pub use policies::PolicyOutcome;
 use policies::write_policies;
-pub use session_lock::SessionLock;
 pub use rows::{CloudRenewal, HostChange, HostRecord, Notice, PolicyChange};
+pub use session_lock::SessionLock;
 pub use sync::SyncApplied;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

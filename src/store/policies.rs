@@ -121,11 +121,11 @@ pub(super) async fn write_policies(
              SELECT value->>0, value->>1, CAST(value->>2 AS BIGINT), value->>3, $2 FROM jsonb_each($1)"
         };
         sqlx::query(super::builder::for_conn(tx, sql))
-        .bind(&json)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::sql("writing policies"))?;
+            .bind(&json)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::sql("writing policies"))?;
         sqlx::query(super::builder::for_conn(
             tx,
             "INSERT INTO policy_changes (op_id, host_id, old_renewal_status, old_duration,

@@ -27,12 +27,16 @@ pub struct SessionLock {
 
 impl SessionLock {
     /// Takes the lock if it is free: `Ok(None)` if another session holds it.
-    pub async fn try_acquire(url: &str, password: Option<&str>) -> Result<Option<Self>, StoreError> {
+    pub async fn try_acquire(
+        url: &str,
+        password: Option<&str>,
+    ) -> Result<Option<Self>, StoreError> {
         let fail = |message: String| StoreError::Open {
             path: url.into(),
             message,
         };
-        let mut opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| fail(e.to_string()))?;
+        let mut opts: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| fail(e.to_string()))?;
         if let Some(p) = password {
             opts = opts.password(p);
         }

@@ -87,6 +87,7 @@ impl Env {
     /// environment of every command), with `extra` appended.
     pub fn on_postgres(pg: &pg::Postgres, db: &str, extra: &str) -> Self {
         let mut env = Self::with_database(Some(&pg.url(db)), extra);
+        // Standbys in tests try to take over four times a second (default 2 s).
         env.set_env("PGPASSWORD", pg::PASSWORD);
         env
     }
@@ -96,7 +97,7 @@ impl Env {
         let db = dir.path().join("inventory.db");
         let config = dir.path().join("ddh-renewd.toml");
         let database = match url {
-            Some(url) => format!("url = {url:?}"),
+            Some(url) => format!("url = {url:?}\ntakeover_poll = \"250ms\""),
             None => format!("path = {:?}", db.display().to_string()),
         };
         let text = format!("[database]\n{database}\n{extra}\n");

@@ -581,7 +581,11 @@ impl World {
     async fn take(&mut self) -> Option<(Store, ddh_renewd::engine::Actor)> {
         let mut last = String::new();
         for _ in 0..200 {
-            match ddh_renewd::engine::take_database(&ddh_renewd::store::Location::Sqlite(self.cfg.database.path.clone()), self.schedule()).await
+            match ddh_renewd::engine::take_database(
+                &ddh_renewd::store::Location::Sqlite(self.cfg.database.path.clone()),
+                self.schedule(),
+            )
+            .await
             {
                 Ok(x) => return Some(x),
                 Err(e) => last = e,
