@@ -198,18 +198,23 @@ fn failovers_with_requests_in_flight_pay_nothing_twice() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Every third round the leader's lock session is cut (a partition as PostgreSQL sees
-        // it); otherwise the leader is killed.
+        // Every third round all the leader's sessions are terminated (a partition as
+        // PostgreSQL sees it); otherwise the leader is killed.
         let partition = round % 3 == 2;
         let gone = Instant::now();
         if partition {
             partitions += 1;
+            let pid = nodes[leader].child.as_ref().expect("running").id();
             let cut = pg.psql(
                 "ddh",
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE application_name = 'ddh-renewd actor lock'",
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name LIKE 'ddh-renewd%(pid {pid})'"
+                ),
             );
             assert!(cut.status.success());
+            let n: i64 = String::from_utf8_lossy(&cut.stdout).trim().parse().unwrap();
+            assert!(n >= 2, "the lock session and the pool's: {n}");
         } else {
             nodes[leader].kill();
         }
@@ -263,6 +268,12 @@ fn failovers_with_requests_in_flight_pay_nothing_twice() {
         twice, 0,
         "the auditors' guarantee query finds no cycle paid twice"
     );
+    // Manual commands respect the lead: `tick` on any node is refused while a leader acts.
+    let r = nodes[1 - leader].env.run(&["tick", "--dry-run"]);
+    assert_eq!(r.code, 0, "a dry run only reads: {}", r.stderr);
+    let r = nodes[1 - leader].env.run(&["tick"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("already acting"), "{}", r.stderr);
     takeovers.sort();
     println!(
         "{rounds} failovers ({partitions} by a cut session, {} by SIGKILL) with requests in flight: \

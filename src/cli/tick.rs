@@ -85,7 +85,7 @@ fn check_args(config: &Config, args: &TickArgs) -> Result<()> {
             output::zoned(at, config.display.timezone)
         )));
     }
-    if args.dry_run && !config.database.path.exists() {
+    if args.dry_run && config.database.url.is_none() && !config.database.path.exists() {
         return Err(Error::Usage(format!(
             "no database at {}: nothing to plan (a dry run creates nothing; `hosts import` or `sync` first)",
             config.database.path.display()

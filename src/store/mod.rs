@@ -265,6 +265,13 @@ impl Store {
             full.set_password(Some(p))
                 .map_err(|()| fail("the URL takes no password".into()))?;
         }
+        // Named in pg_stat_activity, so that an operator sees which node holds what.
+        if !full.query_pairs().any(|(k, _)| k == "application_name") {
+            full.query_pairs_mut().append_pair(
+                "application_name",
+                &format!("ddh-renewd (pid {})", std::process::id()),
+            );
+        }
         sqlx::any::install_default_drivers();
         let opts = AnyConnectOptions::from_str(full.as_str())
             .map_err(|e| fail(e.to_string()))?

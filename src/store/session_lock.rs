@@ -41,7 +41,10 @@ impl SessionLock {
             opts = opts.password(p);
         }
         let mut conn = opts
-            .application_name("ddh-renewd actor lock")
+            .application_name(&format!(
+                "ddh-renewd actor lock (pid {})",
+                std::process::id()
+            ))
             .connect()
             .await
             .map_err(|e| fail(e.to_string()))?;
