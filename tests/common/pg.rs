@@ -100,7 +100,7 @@ impl Postgres {
             .expect("initdb");
         check("initdb", &out);
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=400",
             pg.data.parent().unwrap_or(Path::new("/tmp")).display()
         );
         let out = pg

@@ -38,6 +38,8 @@ struct Args {
     days: u32,
     jobs: usize,
     verbose: bool,
+    /// The two-node mode: the store on PostgreSQL, every kill a takeover by the other node.
+    postgres: bool,
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -50,6 +52,7 @@ fn parse() -> Result<Option<Args>, String> {
         days: 30,
         jobs: 6,
         verbose: false,
+        postgres: std::env::var_os("DDH_SIM_POSTGRES").is_some(),
     };
     let mut filters = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -74,6 +77,7 @@ fn parse() -> Result<Option<Args>, String> {
                     .max(1)
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--postgres" => a.postgres = true,
             // What cargo's test harness would take: ignored here.
             "--nocapture" | "--quiet" | "-q" | "--test-threads" | "--include-ignored"
             | "--ignored" => {}
@@ -96,10 +100,15 @@ struct SeedResult {
     secs: f64,
 }
 
-async fn run_seed(seed: u64, days: u32, bin: String) -> SeedResult {
+async fn run_seed(
+    seed: u64,
+    days: u32,
+    bin: String,
+    pg: Option<Arc<common::pg::Postgres>>,
+) -> SeedResult {
     let t = Instant::now();
     let (setup, events) = schedule::generate(seed, days);
-    let mut w = world::World::new(&setup, &bin).await;
+    let mut w = world::World::new(&setup, &bin, pg.as_deref()).await;
     w.seed_inventory(&setup).await;
     for e in &events {
         w.apply(&setup, e).await;
@@ -140,23 +149,39 @@ fn main() -> ExitCode {
         }
     };
     let bin = env!("CARGO_BIN_EXE_ddh-renewd").to_owned();
+    let pg = if args.postgres {
+        match common::pg::Postgres::start() {
+            Some(pg) => Some(Arc::new(pg)),
+            None => {
+                eprintln!("simulate: --postgres needs PostgreSQL (apt-get install postgresql)");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let wall = Instant::now();
     println!(
-        "simulate: seeds {}..{} ({} simulated days each), {} at a time",
+        "simulate: seeds {}..{} ({} simulated days each), {} at a time, store on {}",
         args.first,
         args.first + args.seeds,
         args.days,
-        args.jobs
+        args.jobs,
+        if args.postgres {
+            "PostgreSQL (two nodes)"
+        } else {
+            "SQLite"
+        }
     );
     let results: Vec<SeedResult> = rt.block_on(async {
         let sem = Arc::new(Semaphore::new(args.jobs));
         let mut tasks = tokio::task::JoinSet::new();
         for seed in args.first..args.first + args.seeds {
-            let (sem, bin) = (sem.clone(), bin.clone());
+            let (sem, bin, pg) = (sem.clone(), bin.clone(), pg.clone());
             let days = args.days;
             tasks.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                run_seed(seed, days, bin).await
+                run_seed(seed, days, bin, pg).await
             });
         }
         let mut out = Vec::new();
@@ -234,6 +259,7 @@ fn report(args: &Args, results: &[SeedResult], wall: f64) {
         t.ledger += s.ledger;
         t.attempts += s.attempts;
         t.blocked += s.blocked;
+        t.takeovers_ms.extend(&s.takeovers_ms);
         for (k, n) in &s.faults {
             *faults.entry(k.clone()).or_default() += n;
         }
@@ -261,6 +287,16 @@ fn report(args: &Args, results: &[SeedResult], wall: f64) {
         "  dry runs before clean passes {}: {} planned sends, each matched by the real pass",
         t.dry_runs, t.dry_sends
     );
+    if args.postgres {
+        let mut ms = t.takeovers_ms.clone();
+        ms.sort_unstable();
+        println!(
+            "  two nodes on PostgreSQL: {} failovers with requests in flight (a kill, then the other node takes the lead: session lock, new epoch); from kill to lead: median {} ms, max {} ms",
+            ms.len(),
+            ms.get(ms.len() / 2).copied().unwrap_or(0),
+            ms.last().copied().unwrap_or(0)
+        );
+    }
     println!(
         "  faults injected: {}",
         faults

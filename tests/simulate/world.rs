@@ -16,6 +16,7 @@ use ddh_renewd::ecs::{Credentials, EcsClient, RetryPolicy};
 use ddh_renewd::emulator::state::LedgerEntry;
 use ddh_renewd::emulator::{Emulator, EmulatorConfig, TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET};
 use ddh_renewd::engine::{Engine, EngineConfig, SettableClock};
+use ddh_renewd::store::Location;
 use ddh_renewd::store::{HostInput, Source, Store};
 use serde_json::{Value, json};
 
@@ -30,6 +31,8 @@ pub struct CleanPass {
 
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// PostgreSQL mode: from each kill to the next node's lead (lock taken, epoch claimed).
+    pub takeovers_ms: Vec<u64>,
     pub passes: u64,
     pub clean_passes: u64,
     pub kills: u64,
@@ -130,6 +133,10 @@ fn inventory(setup: &Setup, expiry_of: &HashMap<String, DateTime<Utc>>) -> Vec<H
 pub struct World {
     emu: Emulator,
     cfg: Config,
+    /// The store: the SQLite file, or (`--postgres`) a database of its own on the cluster.
+    location: Location,
+    /// When the last pass was killed (PostgreSQL mode: the next take is a takeover).
+    killed_at: Option<Instant>,
     dir: tempfile::TempDir,
     bin: String,
     stats: Stats,
@@ -138,7 +145,7 @@ pub struct World {
 }
 
 impl World {
-    pub async fn new(setup: &Setup, bin: &str) -> Self {
+    pub async fn new(setup: &Setup, bin: &str, pg: Option<&crate::common::pg::Postgres>) -> Self {
         let shm = Path::new("/dev/shm");
         let mut dir = if shm.is_dir() {
             tempfile::tempdir_in(shm).expect("tempdir")
@@ -156,7 +163,19 @@ impl World {
         let emu = Emulator::start("127.0.0.1:0".parse().expect("addr"), EmulatorConfig::test())
             .await
             .expect("emulator");
-        let cfg = config(setup, &dir.path().join("sim.db"), &emu.endpoint());
+        let mut cfg = config(setup, &dir.path().join("sim.db"), &emu.endpoint());
+        let location = match pg {
+            None => Location::Sqlite(cfg.database.path.clone()),
+            Some(pg) => {
+                let db = format!("sim_{}", setup.seed);
+                pg.create_db(&db);
+                cfg.database.url = Some(pg.url(&db));
+                Location::Postgres {
+                    url: pg.url(&db),
+                    password: Some(crate::common::pg::PASSWORD.into()),
+                }
+            }
+        };
         let hosts: Vec<Value> = setup
             .hosts
             .iter()
@@ -176,15 +195,20 @@ impl World {
             .collect();
         emu.with_state(|s| s.set_clock(start()));
         emu.add_hosts(&Value::Array(hosts)).expect("hosts");
+        let database = match &cfg.database.url {
+            Some(url) => format!("url = {url:?}"),
+            None => format!("path = {:?}", cfg.database.path.display().to_string()),
+        };
         let text = format!(
-            "[database]\npath = {:?}\n[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\"]\ntimeout = \"1s\"\n",
-            cfg.database.path.display().to_string(),
+            "[database]\n{database}\n[ecs]\nendpoint = \"{}\"\nregions = [\"cn-hangzhou\"]\ntimeout = \"1s\"\n",
             emu.endpoint()
         );
         std::fs::write(dir.path().join("sim.toml"), text).expect("config");
         Self {
             emu,
             cfg,
+            location,
+            killed_at: None,
             dir,
             bin: bin.to_owned(),
             stats: Stats::default(),
@@ -198,7 +222,7 @@ impl World {
     }
 
     async fn store(&self) -> Store {
-        Store::open(&self.cfg.database.path, self.schedule())
+        Store::open_at(&self.location, self.schedule())
             .await
             .expect("store")
     }
@@ -377,10 +401,9 @@ impl World {
             let cfg = self.cfg.clone();
             let schedule = self.schedule();
             let takeover = setup.takeover;
+            let location = self.location.clone();
             tokio::spawn(async move {
-                let store = Store::open(&cfg.database.path, schedule)
-                    .await
-                    .expect("store");
+                let store = Store::open_at(&location, schedule).await.expect("store");
                 let c = client(&cfg);
                 let r = ddh_renewd::engine::sync::sync(
                     &store,
@@ -419,6 +442,7 @@ impl World {
         };
         if !completed {
             self.stats.kills += 1;
+            self.killed_at = Some(Instant::now());
         }
         if let Some(Err(e)) = &result {
             self.violations
@@ -581,13 +605,19 @@ impl World {
     async fn take(&mut self) -> Option<(Store, ddh_renewd::engine::Actor)> {
         let mut last = String::new();
         for _ in 0..200 {
-            match ddh_renewd::engine::take_database(
-                &ddh_renewd::store::Location::Sqlite(self.cfg.database.path.clone()),
-                self.schedule(),
-            )
-            .await
-            {
-                Ok(x) => return Some(x),
+            match ddh_renewd::engine::take_database(&self.location, self.schedule()).await {
+                Ok(x) => {
+                    // After a kill, on PostgreSQL: the other node takes the lead (session
+                    // lock, new epoch) with the killed pass's requests still in flight.
+                    if let (Some(at), Location::Postgres { .. }) =
+                        (self.killed_at.take(), &self.location)
+                    {
+                        self.stats
+                            .takeovers_ms
+                            .push(at.elapsed().as_millis() as u64);
+                    }
+                    return Some(x);
+                }
                 Err(e) => last = e,
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -609,6 +639,7 @@ impl World {
                 &ddh_renewd::domain::time::to_db(at),
             ])
             .env_remove("DDH_RENEWD_CONFIG")
+            .env("PGPASSWORD", crate::common::pg::PASSWORD)
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_ACCESS_KEY_SECRET);
         tokio::spawn(async move {
@@ -622,6 +653,24 @@ impl World {
         })
     }
 
+    /// A plain connection to the store, as an auditor would read it (either backend).
+    async fn reader(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self.location {
+            Location::Sqlite(p) => format!("sqlite://{}?mode=ro", p.display()),
+            Location::Postgres { url, .. } => url.replacen(
+                "postgres://ddh@",
+                &format!("postgres://ddh:{}@", crate::common::pg::PASSWORD),
+                1,
+            ),
+        };
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("open the store to read it")
+    }
+
     /// Stops the emulator and reads what the checker needs.
     pub async fn finish(mut self) -> Facts {
         self.wait_idle().await;
@@ -629,7 +678,7 @@ impl World {
             s.charge_cloud_auto_renew();
             (s.ledger.clone(), s.faults_fired.clone())
         });
-        let store = crate::common::auditor(&self.cfg.database.path).await;
+        let store = self.reader().await;
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT a.client_token, ah.host_id, ah.cycle FROM attempts a JOIN attempt_hosts ah ON ah.attempt_id = a.attempt_id",
         )
