@@ -8,9 +8,12 @@ mod common;
 use chrono::{TimeZone, Utc};
 use common::Env;
 use common::pg::Postgres;
-use ddh_renewd::domain::protocol::{AttemptKind, EventKind};
+use ddh_renewd::domain::protocol::{AttemptKind, EventKind, NoticeKind, PassResult, Trigger};
 use ddh_renewd::domain::{ClientToken, HostId, Period, PeriodUnit};
-use ddh_renewd::store::{Event, Location, NewAttempt, Store, WriteAheadError};
+use ddh_renewd::store::deliveries::DeliveryTry;
+use ddh_renewd::store::{
+    Event, Location, NewAttempt, NoticeRow, Store, WindowRun, WriteAheadError,
+};
 use serde_json::Value;
 
 /// Both backends (PostgreSQL where installed; CI requires it).
@@ -207,6 +210,117 @@ fn the_fence_the_token_and_the_databases_own_rules_hold_on_both_backends() {
         assert_eq!(
             version["row_version"], 1,
             "{name}: any update moves the row version: {version}"
+        );
+    }
+}
+
+#[test]
+fn notices_deliveries_windows_and_the_trail_count_the_same_on_both_backends() {
+    let pg = Postgres::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = Vec::new();
+    for (name, env) in backends(pg.as_ref()) {
+        env.import(&common::bulk_csv(3));
+        let at = match &pg {
+            Some(pg) if name == "postgres" => Location::Postgres {
+                url: pg.url("inventory"),
+                password: Some(common::pg::PASSWORD.into()),
+            },
+            _ => Location::Sqlite(env.db.clone()),
+        };
+        let counts = rt.block_on(async {
+            let store = Store::open_at(&at, Default::default()).await.unwrap();
+            let now = Utc.with_ymd_and_hms(2026, 12, 6, 0, 0, 0).unwrap();
+            let notice = |host: &str, kind| NoticeRow {
+                host_id: host.into(),
+                cycle: "2026-12-20T00:00:00Z".into(),
+                kind,
+                message: format!("{host} needs a look"),
+            };
+            let rows = [
+                notice("dh-bulk-000000", NoticeKind::RenewalFailed),
+                notice("dh-bulk-000001", NoticeKind::Renewed),
+                notice("dh-bulk-000002", NoticeKind::ExpiryReminder),
+            ];
+            // Once per host, cycle, kind and day.
+            assert_eq!(store.notices_now(&rows, now).await.unwrap(), 3, "{name}");
+            assert_eq!(store.notices_now(&rows, now).await.unwrap(), 0, "{name}");
+            store
+                .register_channel("oncall", "webhook", now - chrono::Duration::days(1), now)
+                .await
+                .unwrap();
+            let pending = store
+                .pending_notices("oncall", &["renewal_failed", "renewed"])
+                .await
+                .unwrap();
+            let hosts: Vec<&str> = pending.iter().map(|p| p.host_id.as_str()).collect();
+            assert_eq!(
+                hosts,
+                ["dh-bulk-000000", "dh-bulk-000001"],
+                "{name}: only the kinds asked for"
+            );
+            let attempt = |id, delivered| DeliveryTry {
+                notice_id: id,
+                channel: "oncall",
+                try_no: 1,
+                at: now,
+                http_status: Some(if delivered { 200 } else { 503 }),
+                error: (!delivered).then_some("503 from the receiver"),
+                delivered,
+            };
+            store
+                .record_delivery(&attempt(pending[0].notice_id, false))
+                .await
+                .unwrap();
+            store
+                .record_delivery(&attempt(pending[1].notice_id, true))
+                .await
+                .unwrap();
+            let left = store
+                .pending_notices("oncall", &["renewal_failed", "renewed"])
+                .await
+                .unwrap();
+            assert_eq!(
+                (left.len(), left[0].tries),
+                (1, 1),
+                "{name}: the delivered one is done"
+            );
+            let run = WindowRun {
+                window_at: "2026-12-06T00:00:00Z".into(),
+                trigger: Trigger::Cron,
+                started_at: "2026-12-06T00:00:00Z".into(),
+                finished_at: "2026-12-06T00:00:05Z".into(),
+                due: 3,
+                renewed: 2,
+                already_renewed: 0,
+                failed: 1,
+                lapsed: 0,
+                attempts: 2,
+                result: PassResult::Failures,
+            };
+            store.record_window_run(&run).await.unwrap();
+            assert!(store.window_was_run(now).await.unwrap(), "{name}");
+            let c = store.trail_counts().await.unwrap();
+            let (_, notices) = store
+                .audit_all(ddh_renewd::store::AuditKind::Notices, None, None)
+                .await
+                .unwrap();
+            store.close().await;
+            format!(
+                "{:?} {:?} {:?} {:?} {}",
+                c.notices,
+                c.window_runs,
+                c.deliveries,
+                c.last_window,
+                notices.len()
+            )
+        });
+        seen.push(counts);
+    }
+    if seen.len() == 2 {
+        assert_eq!(
+            seen[0], seen[1],
+            "the trail counts the same on SQLite and PostgreSQL"
         );
     }
 }
