@@ -374,7 +374,7 @@ fn validate_database_url(url: Option<&str>, path_set: bool) -> Result<Option<Str
     }
     let parsed =
         reqwest::Url::parse(url).map_err(|e| invalid(key, format!("not a valid URL: {e}")))?;
-    if parsed.password().is_some() {
+    if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password") {
         return Err(invalid(
             key,
             "the URL carries a password; a config file holds no secret: put it in the credential file postgres-password (LoadCredential=) or in PGPASSWORD",
@@ -443,6 +443,10 @@ mod tests {
         );
         for (text, want) in [
             ("url = \"postgres://ddh:pw@127.0.0.1/ddh\"", "password"),
+            (
+                "url = \"postgres://ddh@127.0.0.1/ddh?password=pw\"",
+                "password",
+            ),
             ("url = \"mysql://127.0.0.1/x\"", "postgres://"),
             (
                 "url = \"postgres://ddh@127.0.0.1/ddh\"\npath = \"x.db\"",

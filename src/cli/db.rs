@@ -91,7 +91,7 @@ pub fn postgres_target(
     }
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| Error::Usage(format!("{url:?} is not a valid URL: {e}")))?;
-    if parsed.password().is_some() {
+    if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password") {
         return Err(Error::Usage(
             "the PostgreSQL URL carries a password, which would show in the process list and in shell history; remove it and give it in PGPASSWORD or in the credential file postgres-password".into(),
         ));

@@ -16,7 +16,7 @@ pub enum StoreError {
         message: String,
     },
     #[error(
-        "{path} is not a ddh-renewd database: {why}; nothing was changed in it. Point [database] path at a new file (or at a ddh-renewd database)"
+        "{path} is not a ddh-renewd database: {why}; nothing was changed in it. Point [database] path at a new file, or url at an empty database (or at a ddh-renewd database)"
     )]
     NotOurs { path: PathBuf, why: String },
     #[error("the database holds a value this version cannot read: {what}")]

@@ -282,6 +282,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        refuse_foreign_postgres(&pool, &shown).await?;
         PG_MIGRATOR
             .run(&pool)
             .await
@@ -716,6 +717,30 @@ const JSON_CHUNK: usize = 5_000;
 fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
         what: format!("cannot encode rows: {e}"),
+    })
+}
+
+/// Refuses, before writing anything, a PostgreSQL schema that holds another application's
+/// tables (tables, but none of our migrations), as [`Store::open`] does for a SQLite file.
+async fn refuse_foreign_postgres(pool: &AnyPool, shown: &Path) -> Result<(), StoreError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() ORDER BY table_name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| StoreError::open(shown, &e))?;
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let list: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    Err(StoreError::NotOurs {
+        path: shown.to_owned(),
+        why: format!(
+            "its schema holds tables ({}{}) but no ddh-renewd migrations",
+            list.join(", "),
+            if tables.len() > 5 { ", …" } else { "" }
+        ),
     })
 }
 
