@@ -324,3 +324,33 @@ fn notices_deliveries_windows_and_the_trail_count_the_same_on_both_backends() {
         );
     }
 }
+
+#[test]
+fn a_postgres_database_of_another_application_is_refused_untouched() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    pg.create_db("other");
+    assert!(
+        pg.psql("other", "CREATE TABLE customers (id int)")
+            .status
+            .success()
+    );
+    let env = Env::on_postgres(&pg, "other", "");
+    let r = env.run(&["hosts", "list"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a ddh-renewd database") && r.stderr.contains("customers"),
+        "{}",
+        r.stderr
+    );
+    let out = pg.psql(
+        "other",
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "nothing was created"
+    );
+}
