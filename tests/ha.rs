@@ -55,15 +55,18 @@ impl Node {
     }
 
     /// `/healthz` as JSON (its role, epoch, last takeover), if the node answers.
-    fn health(&self) -> Option<Value> {
+    fn get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        let body = text.split("\r\n\r\n").nth(1)?;
-        serde_json::from_str(body).ok()
+        text.split("\r\n\r\n").nth(1).map(str::to_owned)
+    }
+
+    fn health(&self) -> Option<Value> {
+        serde_json::from_str(&self.get("/healthz")?).ok()
     }
 
     fn role(&self) -> Option<String> {
@@ -178,6 +181,19 @@ fn failovers_with_requests_in_flight_pay_nothing_twice() {
     let mut takeovers = Vec::new();
     let mut all_ids = Vec::new();
     let mut partitions = 0;
+    let mut standby_kills = 0;
+    // The standby reports its role, and the epoch it sees, in /metrics too.
+    let metrics = nodes[1].get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains("ddh_renewd_leader 0") && metrics.contains("ddh_renewd_epoch 1"),
+        "{metrics}"
+    );
+    let metrics = nodes[0].get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains("ddh_renewd_leader 1")
+            && metrics.contains("ddh_renewd_last_takeover_timestamp_seconds"),
+        "{metrics}"
+    );
     for round in 0..rounds {
         let standby = 1 - leader;
         // The renewal of this round's hosts stays in flight for 1.5 s at the emulator.
@@ -185,6 +201,13 @@ fn failovers_with_requests_in_flight_pay_nothing_twice() {
             round as u64,
             json!([{"action": "RenewDedicatedHosts", "kind": "delay", "ms": 1500, "count": 1}]),
         );
+        // Every fifth round the standby is killed first and comes back: nothing changes.
+        if round % 5 == 4 {
+            nodes[standby].kill();
+            nodes[standby].start();
+            nodes[standby].wait_role("standby", Duration::from_secs(30));
+            standby_kills += 1;
+        }
         let ids = add_due_hosts(&cloud, &nodes[leader].env, round, 3);
         let sent = format!(
             "SELECT count(*) FROM attempt_events e JOIN attempt_hosts ah ON ah.attempt_id = e.attempt_id
@@ -276,8 +299,8 @@ fn failovers_with_requests_in_flight_pay_nothing_twice() {
     assert!(r.stderr.contains("already acting"), "{}", r.stderr);
     takeovers.sort();
     println!(
-        "{rounds} failovers ({partitions} by a cut session, {} by SIGKILL) with requests in flight: \
-         {} hosts, each paid once; takeover median {:?}, max {:?}; wall {:.1} s",
+        "{rounds} failovers ({partitions} by cut sessions, {} by SIGKILL; {standby_kills} standbys killed too) \
+         with requests in flight: {} hosts, each paid once; takeover median {:?}, max {:?}; wall {:.1} s",
         rounds - partitions,
         all_ids.len(),
         percentile(&takeovers, 0.5),
