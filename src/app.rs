@@ -302,11 +302,7 @@ async fn lead(
     let watcher = {
         let (engine, lost) = (engine.clone(), lost.clone());
         tokio::spawn(async move {
-            let gone = async {
-                while engine.actor_held() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            };
+            let gone = engine.actor_lost();
             tokio::select! {
                 () = signal => tracing::info!("signal received: finishing in-flight calls, then exiting"),
                 () = gone => {

@@ -42,6 +42,15 @@ impl ActorLock {
         }
     }
 
+    /// Resolves when the lock is lost: never for a file's lock (the process holds it until it
+    /// exits), when its session fails for PostgreSQL's.
+    pub async fn lost(&self) {
+        match self {
+            Self::File(_) => std::future::pending().await,
+            Self::Session(s) => s.wait_lost().await,
+        }
+    }
+
     /// Locks the database file at `db` (creating an empty one if none exists: SQLite takes an
     /// empty file as a new database).
     pub fn acquire(db: &Path) -> Result<Self, LockError> {

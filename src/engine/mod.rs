@@ -185,9 +185,13 @@ impl Engine {
         }
     }
 
-    /// False once the actor lock may have been lost (and for an engine that never acts).
-    pub fn actor_held(&self) -> bool {
-        self.inner.actor.as_ref().is_some_and(Actor::held)
+    /// Resolves once the actor lock is lost (never for an engine that does not act, nor on
+    /// SQLite).
+    pub async fn actor_lost(&self) {
+        match &self.inner.actor {
+            Some(a) => a._lock.lost().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// The flag that stops new sends (in-flight calls finish and are recorded).

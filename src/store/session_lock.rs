@@ -22,6 +22,8 @@ pub const PROBE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct SessionLock {
     lost: Arc<AtomicBool>,
+    /// Woken when the session is lost (so that nobody polls the flag).
+    gone: Arc<tokio::sync::Notify>,
     release: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -58,10 +60,12 @@ impl SessionLock {
             return Ok(None);
         }
         let lost = Arc::new(AtomicBool::new(false));
+        let gone = Arc::new(tokio::sync::Notify::new());
         let (release, released) = tokio::sync::oneshot::channel();
-        tokio::spawn(hold(conn, lost.clone(), released));
+        tokio::spawn(hold(conn, lost.clone(), gone.clone(), released));
         Ok(Some(Self {
             lost,
+            gone,
             release: Some(release),
         }))
     }
@@ -69,6 +73,17 @@ impl SessionLock {
     /// True once the session that holds the lock has failed a probe (or ended).
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the session is lost.
+    pub async fn wait_lost(&self) {
+        loop {
+            let notified = self.gone.notified();
+            if self.lost() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -84,6 +99,7 @@ impl Drop for SessionLock {
 async fn hold(
     mut conn: PgConnection,
     lost: Arc<AtomicBool>,
+    gone: Arc<tokio::sync::Notify>,
     mut released: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut tick = tokio::time::interval(PROBE);
@@ -94,6 +110,7 @@ async fn hold(
                 let probe = tokio::time::timeout(PROBE, sqlx::query("SELECT 1").execute(&mut conn)).await;
                 if !matches!(probe, Ok(Ok(_))) {
                     lost.store(true, Ordering::SeqCst);
+                    gone.notify_waiters();
                     tracing::error!("the PostgreSQL session holding the actor lock is gone: this process sends nothing more");
                     return;
                 }
