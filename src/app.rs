@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::ecs::client::MAX_PER_CALL;
 use crate::ecs::{ClientOptions, Credentials, EcsClient, Provider, RetryPolicy};
-use crate::engine::{Clock, Engine, EngineConfig, SystemClock};
+use crate::engine::{Clock, Engine, EngineConfig, NotTaken, SystemClock};
 use crate::error::{Error, Result};
 use crate::scheduler::{self, SchedulerConfig};
 use crate::store::Store;
@@ -195,8 +195,8 @@ pub async fn daemon(config: &Config) -> Result<()> {
     let postgres = matches!(at, crate::store::Location::Postgres { .. });
     let mut lock = match crate::engine::lock_database(&at).await {
         Ok(l) => Some(l),
-        Err(e) if postgres && e.contains("already acting") => None,
-        Err(e) => return Err(Error::Runtime(e)),
+        Err(NotTaken::Held(_)) if postgres => None,
+        Err(e) => return Err(Error::Runtime(e.to_string())),
     };
     let store = Store::open_at(&at, config.schedule.schedule()).await?;
     let ops = crate::ops::OpsState {
@@ -279,8 +279,8 @@ async fn stand_by(
         }
         match crate::engine::lock_database(at).await {
             Ok(lock) => return Ok(Some(lock)),
-            Err(e) if e.contains("already acting") => {}
-            Err(e) => {
+            Err(NotTaken::Held(_)) => {}
+            Err(NotTaken::Failed(e)) => {
                 tracing::warn!(error = %e, "cannot reach the database to take over; trying again")
             }
         }

@@ -369,18 +369,24 @@ fn validate_database_url(url: Option<&str>, path_set: bool) -> Result<Option<Str
             "set one of [database] path (SQLite) and url (PostgreSQL), not both",
         ));
     }
+    check_postgres_url(url).map_err(|m| invalid(key, m))?;
+    Ok(Some(url.to_owned()))
+}
+
+/// What is wrong with a PostgreSQL URL given by a person (in the config or on the command line):
+/// not `postgres://`, not a URL, or carrying a password (in its user part or as `?password=`),
+/// which would then sit in a file, the process list or shell history.
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(invalid(key, "expected postgres://USER@HOST:PORT/DBNAME"));
-    }
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| invalid(key, format!("not a valid URL: {e}")))?;
-    if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password") {
-        return Err(invalid(
-            key,
-            "the URL carries a password; a config file holds no secret: put it in the credential file postgres-password (LoadCredential=) or in PGPASSWORD",
+        return Err(format!(
+            "{url:?} is not a PostgreSQL URL; expected postgres://USER@HOST:PORT/DBNAME"
         ));
     }
-    Ok(Some(url.to_owned()))
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password") {
+        return Err("the URL carries a password, which would show in a config file, the process list or shell history; give it in the credential file postgres-password (LoadCredential=) or in PGPASSWORD".into());
+    }
+    Ok(())
 }
 
 /// Resolves which config file to read: `--config`, else `$DDH_RENEWD_CONFIG`, else the system

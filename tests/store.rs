@@ -26,6 +26,17 @@ fn backends(pg: Option<&Postgres>) -> Vec<(&'static str, Env)> {
     v
 }
 
+/// Where the backend `name` of [`backends`] keeps `env`'s store.
+fn location(name: &str, env: &Env, pg: Option<&Postgres>) -> Location {
+    match pg {
+        Some(pg) if name == "postgres" => Location::Postgres {
+            url: pg.url("inventory"),
+            password: Some(common::pg::PASSWORD.into()),
+        },
+        _ => Location::Sqlite(env.db.clone()),
+    }
+}
+
 /// A JSON answer without the fields that record when it was made.
 fn timeless(mut v: Value) -> Value {
     match &mut v {
@@ -137,13 +148,7 @@ fn the_fence_the_token_and_the_databases_own_rules_hold_on_both_backends() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (name, env) in backends(pg.as_ref()) {
         env.import(&common::bulk_csv(3));
-        let at = match &pg {
-            Some(pg) if name == "postgres" => Location::Postgres {
-                url: pg.url("inventory"),
-                password: Some(common::pg::PASSWORD.into()),
-            },
-            _ => Location::Sqlite(env.db.clone()),
-        };
+        let at = location(name, &env, pg.as_ref());
         rt.block_on(async {
             let store = Store::open_at(&at, Default::default()).await.unwrap();
             let now = Utc.with_ymd_and_hms(2026, 12, 6, 0, 0, 0).unwrap();
@@ -221,13 +226,7 @@ fn notices_deliveries_windows_and_the_trail_count_the_same_on_both_backends() {
     let mut seen = Vec::new();
     for (name, env) in backends(pg.as_ref()) {
         env.import(&common::bulk_csv(3));
-        let at = match &pg {
-            Some(pg) if name == "postgres" => Location::Postgres {
-                url: pg.url("inventory"),
-                password: Some(common::pg::PASSWORD.into()),
-            },
-            _ => Location::Sqlite(env.db.clone()),
-        };
+        let at = location(name, &env, pg.as_ref());
         let counts = rt.block_on(async {
             let store = Store::open_at(&at, Default::default()).await.unwrap();
             let now = Utc.with_ymd_and_hms(2026, 12, 6, 0, 0, 0).unwrap();

@@ -84,18 +84,7 @@ pub fn postgres_target(
     url: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PgConnectOptions> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::Usage(format!(
-            "{url:?} is not a PostgreSQL URL; expected postgres://USER@HOST:PORT/DBNAME"
-        )));
-    }
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| Error::Usage(format!("{url:?} is not a valid URL: {e}")))?;
-    if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password") {
-        return Err(Error::Usage(
-            "the PostgreSQL URL carries a password, which would show in the process list and in shell history; remove it and give it in PGPASSWORD or in the credential file postgres-password".into(),
-        ));
-    }
+    crate::config::check_postgres_url(url).map_err(Error::Usage)?;
     let mut options = PgConnectOptions::from_str(url)
         .map_err(|e| Error::Usage(format!("{url:?} is not a valid PostgreSQL URL: {e}")))?;
     if let Some(password) = crate::app::pg_password(env)? {

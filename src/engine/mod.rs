@@ -103,15 +103,22 @@ impl Actor {
 /// Locks the database, opens the store and claims a new epoch: the one way to get an
 /// [`Actor`]. On a held lock the error names the holder's pid when the database knows it.
 pub async fn take_database(at: &Location, schedule: Schedule) -> Result<(Store, Actor), String> {
-    let lock = lock_database(at).await?;
+    let lock = lock_database(at).await.map_err(|e| e.to_string())?;
     let store = Store::open_at(at, schedule)
         .await
         .map_err(|e| e.to_string())?;
-    let epoch = store
-        .claim_epoch(std::process::id(), Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((store, Actor { _lock: lock, epoch }))
+    let actor = claim(&store, lock).await.map_err(|e| e.to_string())?;
+    Ok((store, actor))
+}
+
+/// Why the actor lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum NotTaken {
+    /// Another process holds it (the message names it where the database knows).
+    #[error("{0}")]
+    Held(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Claims a new epoch on `store` under `lock`, held already: the daemon's way to an [`Actor`]
@@ -122,27 +129,27 @@ pub async fn claim(store: &Store, lock: ActorLock) -> Result<Actor, StoreError> 
 }
 
 /// The actor lock of `at`: the file's `flock`, or PostgreSQL's session lock.
-pub async fn lock_database(at: &Location) -> Result<ActorLock, String> {
+pub async fn lock_database(at: &Location) -> Result<ActorLock, NotTaken> {
     let held = |holder: Option<(i64, i64)>| {
-        format!(
+        NotTaken::Held(format!(
             "another ddh-renewd{} is already acting on {}; only one may run at a time",
             holder
                 .map(|(epoch, pid)| format!(" (pid {pid}, epoch {epoch})"))
                 .unwrap_or_default(),
             at.display()
-        )
+        ))
     };
     match at {
         Location::Sqlite(db) => match ActorLock::acquire(db) {
             Ok(l) => Ok(l),
             Err(LockError::Held { .. }) => Err(held(Store::peek_actor(db).await)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(NotTaken::Failed(e.to_string())),
         },
         Location::Postgres { url, password } => {
             match crate::store::SessionLock::try_acquire(url, password.as_deref()).await {
                 Ok(Some(l)) => Ok(ActorLock::Session(l)),
                 Ok(None) => Err(held(None)),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(NotTaken::Failed(e.to_string())),
             }
         }
     }

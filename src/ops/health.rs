@@ -46,7 +46,8 @@ pub struct Leadership {
     /// The epoch this node acts under (leader), or the current one it saw (standby).
     pub epoch: Option<i64>,
     /// When this node last took the lead.
-    pub last_takeover: Option<String>,
+    #[serde(serialize_with = "ser_instant")]
+    pub last_takeover: Option<DateTime<Utc>>,
 }
 
 /// The kinds of problem `/healthz` reports (`ddh_renewd_health_problem{problem}`).
@@ -131,7 +132,7 @@ impl Health {
                 Role::Standby => "standby",
             },
             epoch: i.epoch,
-            last_takeover: i.last_takeover.map(to_db),
+            last_takeover: i.last_takeover,
         }
     }
 
@@ -231,5 +232,13 @@ async fn blocked_attempts(
             problems.insert(Problem::DatabaseUnreadable);
             reasons.push(format!("cannot read the database: {e}"));
         }
+    }
+}
+
+/// An instant in `/healthz` as everywhere else: the storage form.
+fn ser_instant<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&to_db(*t)),
+        None => s.serialize_none(),
     }
 }

@@ -79,11 +79,7 @@ fn leadership(s: &OpsState, o: &mut Out) {
         );
         o.sample("epoch", &[], e as f64);
     }
-    if let Some(t) = l
-        .last_takeover
-        .as_deref()
-        .and_then(|t| crate::domain::time::parse_instant(t).ok())
-    {
+    if let Some(t) = l.last_takeover {
         o.family(
             "last_takeover_timestamp_seconds",
             "gauge",

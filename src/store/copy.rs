@@ -9,7 +9,7 @@
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow as SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 
@@ -331,7 +331,7 @@ fn column_list(cols: &[Column]) -> String {
 }
 
 /// One row in COPY's text format: tab-separated, `\N` for NULL, backslash escapes in text.
-fn copy_line(row: &SqliteRow, cols: &[Column], out: &mut Vec<u8>) -> Result<(), String> {
+fn copy_line(row: &AnyRow, cols: &[Column], out: &mut Vec<u8>) -> Result<(), String> {
     for (i, col) in cols.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');

@@ -299,10 +299,6 @@ impl Store {
         Ok(store)
     }
 
-    pub fn is_postgres(&self) -> bool {
-        self.postgres
-    }
-
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
     }
